@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment .venv/ in the repository root,
+# install deepknet-lit with its pinned dependencies, and register the Jupyter kernel "deepknet-lit".
+# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PY --version)"
+  $PY -m venv .venv
+fi
+stamp=.venv/.deepknet-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing pinned dependencies into .venv (first time: a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m ipykernel install --sys-prefix --name deepknet-lit --display-name "Python (deepknet-lit)" >/dev/null
+  echo "$want" > $stamp
+fi
+# the exported package must exist before anything imports it (fresh clone: it is committed, this is a no-op)
+echo "[setup] .venv ready: $(.venv/bin/python -c 'import deepknet_lit, torch, pymatgen.core; print("deepknet_lit", deepknet_lit.__version__, "| torch", torch.__version__)')"
