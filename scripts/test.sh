@@ -8,7 +8,7 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000
 export PATH="$PWD/.venv/bin:$PATH"
 status=0
 echo "== nbdev-test: every notebook in nbs/ runs, its examples are its tests"
-nbdev-test --n_workers 2 --timing || status=1
+nbdev-test --n-workers 2 --timing || status=1
 echo "== pytest"
 python -m pytest "$@"
 rc=$?
