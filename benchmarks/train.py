@@ -52,24 +52,27 @@ def child(spec: dict) -> dict:
             loss = torch.nn.functional.cross_entropy(run(xb).float(), y)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
 
+    def timed(fn, budget_s):
+        "Run fn up to spec['steps'] times or until budget_s has passed (at least once); (steps, seconds)."
+        t0, k = time.perf_counter(), 0
+        while k < spec["steps"] and (k == 0 or time.perf_counter() - t0 < budget_s):
+            fn(); k += 1
+        return k, time.perf_counter() - t0
+
     t0 = time.perf_counter(); net.train(); train_step(); first = time.perf_counter() - t0   # includes compile
-    for _ in range(spec["warmup"] - 1):
-        train_step()
-    t0 = time.perf_counter()
-    for _ in range(spec["steps"]):
-        train_step()
-    train_s = time.perf_counter() - t0
+    if first < spec["budget_s"]:
+        for _ in range(spec["warmup"] - 1):
+            train_step()
+    k_tr, train_s = timed(train_step, spec["budget_s"])
     net.eval()
     with torch.no_grad():
         def infer():
             with torch.autocast(**amp):
                 run(augment(x0, gen, "so3"))
-        infer(); infer()
-        t0 = time.perf_counter()
-        for _ in range(spec["steps"]):
-            infer()
-        infer_s = time.perf_counter() - t0
-    return dict(spec, train_samples_per_s=B * spec["steps"] / train_s, infer_samples_per_s=B * spec["steps"] / infer_s,
+        infer()
+        k_in, infer_s = timed(infer, spec["budget_s"] / 2)
+    return dict(spec, train_samples_per_s=B * k_tr / train_s, infer_samples_per_s=B * k_in / infer_s,
+                train_steps_timed=k_tr, infer_steps_timed=k_in,
                 first_step_s=first, n_parameters=sum(p.numel() for p in net.parameters()))
 
 
@@ -96,24 +99,26 @@ def conv1d_pointnet(mlp, head):
 
 def variants(fast: bool) -> list[dict]:
     base = dict(model="paper", n=343, batch=64, threads=os.cpu_count() or 1, compile=False, bf16=False, malloc=True,
-                layout="linear", warmup=2, steps=3 if fast else 6)
+                layout="linear", warmup=2, steps=3 if fast else 8, budget_s=10.0 if fast else 25.0)
     v = [dict(base),
          dict(base, malloc=False),
-         dict(base, bf16=True),
-         dict(base, batch=128, steps=2 if fast else 4),
+         dict(base, threads=1),
          dict(base, layout="conv1d"),
+         dict(base, bf16=True, warmup=1),
          dict(base, model="cpu_profile"),
          dict(base, model="small"),
          dict(base, model="small", malloc=False),
          dict(base, model="small", n=125)]
     if not fast:
-        v += [dict(base, compile=True, warmup=2), dict(base, model="small", compile=True), dict(base, threads=1)]
+        v += [dict(base, batch=128), dict(base, model="small", compile=True), dict(base, compile=True),
+              dict(base, compile=True, batch=128)]
     return v
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--child"); p.add_argument("--fast", action="store_true")
+    p.add_argument("--timeout", type=float, default=420, help="seconds per variant")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
     a = p.parse_args()
     if a.child:
@@ -126,15 +131,24 @@ def main():
             env.update(FAST_MALLOC)
         env["OMP_NUM_THREADS"] = str(spec["threads"])
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
-                           text=True, timeout=900)
-        line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
-        res = json.loads(line[-1][7:]) if line else dict(spec, error=r.stderr[-800:])
+        try:
+            r = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
+                               text=True, timeout=a.timeout)
+            line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
+            res = json.loads(line[-1][7:]) if line else dict(spec, error=r.stderr[-800:])
+        except subprocess.TimeoutExpired:
+            res = dict(spec, error=f"timed out after {a.timeout} s")
         res["wall_s"] = time.perf_counter() - t0
         res["load_avg_after"] = os.getloadavg()[0]
         results.append(res)
         print({k: (round(v, 1) if isinstance(v, float) else v) for k, v in res.items() if k != "error"},
               res.get("error", ""), flush=True)
+        write(results, a.out)     # after every variant: an interrupted benchmark keeps what it measured
+    print("wrote", a.out)
+
+
+def write(results: list, out_path: str):
+    "Summarise and write the results JSON."
     paper = [r for r in results if r.get("model") == "paper" and r.get("malloc") and not r.get("bf16")
              and not r.get("compile") and r.get("batch") == 64 and r.get("layout") == "linear"
              and r.get("threads") == (os.cpu_count() or 1) and "error" not in r]
@@ -146,9 +160,8 @@ def main():
         goal=dict(train_samples_per_s=150, model="paper", n=343,
                   measured=paper[0]["train_samples_per_s"] if paper else None),
         results=results)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print("wrote", a.out)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_path).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -158,3 +158,15 @@ def test_only_max_pooling():
     model = PointNet(mlp=(8, 16), head=(8,), pooling="mean")
     with pytest.raises(ValueError, match="max-pool"):
         critical_indices(model, _cloud()[0])
+
+
+def test_interpret_references_applies_the_run_perturbation():
+    "A model trained without intensities (in_dim 3) is interpreted on 3-channel clouds, tables keep the real Ĩ."
+    from pymatgen.core import Lattice, Structure
+    from deepknet_lit.interpret import interpret_references, small_interpretation_config
+    from deepknet_lit.train import build_model
+    cu = Structure(Lattice.cubic(3.6149), ["Cu"] * 4, [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
+    cfg = small_interpretation_config(n=27, mlp=(8, 16), head=(8,), perturbation="no_intensity")
+    model = build_model(cfg, n_classes=2).eval()
+    t = interpret_references(model, cfg, dict(Cu=cu))["Cu"]
+    assert t.n_features.sum() == 16 and t.intensity.between(0, 1).all()

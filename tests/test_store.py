@@ -208,6 +208,18 @@ def test_local_processes_equal_inline(task, inline_store, tmp_path):
     assert s.ids == inline_store.ids and s.skipped == inline_store.skipped
 
 
+def test_local_processes_interrupted_and_resumed(task, inline_store, tmp_path):
+    def ctrl_c(k, n_done, n_chunks):
+        if n_done == 4:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C: the pool is shut down, the parts stay
+    with pytest.raises(KeyboardInterrupt):
+        build_store(task, max_index=1, root=tmp_path, n_workers=2, chunk_size=4, progress=False, on_chunk=ctrl_c)
+    resumed = build_store(task, max_index=1, root=tmp_path, n_workers=2, progress=False)
+    assert resumed.meta["chunks_resumed"] == 4
+    np.testing.assert_array_equal(resumed.features, inline_store.features)
+    assert resumed.ids == inline_store.ids
+
+
 @pytest.mark.slow
 def test_dask_cluster_equals_local(task, inline_store, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
