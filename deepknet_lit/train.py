@@ -453,7 +453,7 @@ def train(
             probs = predict_probs(model, features, config, config.eval_seed, config.eval_batch_size, splits["valid"])
             vm = evaluate_probs(y[splits["valid"]], probs, list(store.classes))
             auc = vm["roc_auc"] if math.isfinite(vm["roc_auc"]) else vm["accuracy"]
-            improved = auc > state["best"]
+            improved = auc >= state["best"]  # ties go to the later, longer-trained epoch (a tiny validation set saturates at AUC 1)
             state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
             if improved:
                 state["best"], state["best_epoch"] = auc, e
