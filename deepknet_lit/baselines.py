@@ -122,6 +122,9 @@ def _full_probs(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+from .evaluate import _jsonable, write_json  # one JSON writer for every result file
+
+
 def _evaluate(y_true, probs, classes, seed: int, n_boot: int) -> dict:
     "Dataset-level test metrics and a bootstrap ROC-AUC interval, from the evaluation module (as for the network)."
     from deepknet_lit.evaluate import bootstrap_ci, evaluate_probs
@@ -129,19 +132,6 @@ def _evaluate(y_true, probs, classes, seed: int, n_boot: int) -> dict:
     if n_boot > 0 and np.isfinite(res["roc_auc"]):
         res["roc_auc_ci"] = bootstrap_ci(y_true, probs, n_boot=n_boot, seed=seed)
     return res
-
-
-def _jsonable(x):
-    "Numpy scalars and arrays to plain Python, for json.dump."
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 # %% ../nbs/09_baselines.ipynb #c5981c77
 def fit_baseline(
@@ -184,9 +174,7 @@ def fit_baseline(
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out)
+        write_json(result, out)
     return result
 
 # %% ../nbs/09_baselines.ipynb #45a6cf1c
@@ -214,7 +202,5 @@ def run_baseline(
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(res), indent=2))
-        tmp.replace(out)
+        write_json(res, out)
     return res

@@ -652,6 +652,14 @@ def structure_loader(name: str) -> Callable[[str], Structure]:
     return load
 
 # %% ../nbs/03_sources.ipynb #c5372b29
+def _note_failure(mid, err, errors, skipped):
+    "Raise `err` when errors='raise'; otherwise record (material id, reason) in `skipped` (when given)."
+    if errors == "raise":
+        raise err
+    if skipped is not None:
+        skipped.append((mid, str(err)))
+
+
 def iter_records(name: str, ids: Iterable[str] | None = None, errors: str = "skip",
                  skipped: list | None = None, progress: bool = True) -> Iterator[Record]:
     "Yield `Record(material_id, structure, labels)` for dataset `name` (optionally only `ids`)."
@@ -665,10 +673,7 @@ def iter_records(name: str, ids: Iterable[str] | None = None, errors: str = "ski
         try:
             s = load(mid)
         except RecordError as e:
-            if errors == "raise":
-                raise
-            if skipped is not None:
-                skipped.append((mid, str(e)))
+            _note_failure(mid, e, errors, skipped)
             continue
         yield Record(mid, s, {c: lab.at[mid, c] for c in label_cols})
 
@@ -934,10 +939,7 @@ def mp_records(cache_dir: Path | str | None = None, errors: str = "skip", skippe
             try:
                 s = _structure_from_obj(doc.get("structure"), mid)
             except RecordError as e:
-                if errors == "raise":
-                    raise
-                if skipped is not None:
-                    skipped.append((mid, str(e)))
+                _note_failure(mid, e, errors, skipped)
                 continue
             labels = {k: v for k, v in doc.items() if k not in ("structure", "material_id")}
             yield Record(mid, s, labels)

@@ -20,23 +20,24 @@ def _tree(path, pattern):
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob(pattern)) if "__pycache__" not in p.parts}
 
 
+def _changed_by(tool, tmp_path, folder, pattern):
+    "Files under `folder` that running nbdev's `tool` on a copy of the project changes (or creates)."
+    work = _copy_project(tmp_path)
+    before = _tree(work / folder, pattern)
+    subprocess.run([str(BIN / tool)], cwd=work, check=True, capture_output=True)
+    after = _tree(work / folder, pattern)
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
 def test_export_leaves_package_unchanged(tmp_path):
     "`nbdev-export` on the committed notebooks reproduces `deepknet_lit/` byte for byte."
-    work = _copy_project(tmp_path)
-    before = _tree(work / "deepknet_lit", "*.py")
-    subprocess.run([str(BIN / "nbdev-export")], cwd=work, check=True, capture_output=True)
-    after = _tree(work / "deepknet_lit", "*.py")
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = _changed_by("nbdev-export", tmp_path, "deepknet_lit", "*.py")
     assert not changed, f"nbdev-export changes {changed}: run nbdev-export and commit deepknet_lit/"
 
 
 def test_notebooks_are_clean(tmp_path):
     "`nbdev-clean` changes no notebook (no stray metadata, execution counts or cell ids)."
-    work = _copy_project(tmp_path)
-    before = _tree(work / "nbs", "*.ipynb")
-    subprocess.run([str(BIN / "nbdev-clean")], cwd=work, check=True, capture_output=True)
-    after = _tree(work / "nbs", "*.ipynb")
-    changed = sorted(k for k in before if before[k] != after.get(k))
+    changed = _changed_by("nbdev-clean", tmp_path, "nbs", "*.ipynb")
     assert not changed, f"nbdev-clean changes {changed}: run nbdev-clean and commit nbs/"
 
 
