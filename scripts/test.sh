@@ -10,7 +10,7 @@ status=0
 echo "== nbdev-test: every notebook in nbs/ runs, its examples are its tests"
 nbdev-test --n-workers 2 --timing || status=1
 echo "== pytest"
-python -m pytest "$@"
+python -m pytest --durations=20 "$@"
 rc=$?
 # exit code 5 = no tests collected: that is a failure of the suite, not a pass
 if [ $rc -eq 5 ]; then echo "pytest collected no tests"; rc=1; fi
