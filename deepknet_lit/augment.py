@@ -17,21 +17,17 @@ __all__ = ['ROTATION_MODES', 'PERTURBATIONS', 'rotation_matrices', 'random_rotat
            'in_dim_for', 'perturb', 'augment', 'paper_rotation', 'resolve_rotation']
 
 # %% ../nbs/02_augment.ipynb #32daf63d
-def _uniform(shape: tuple, generator=None) -> torch.Tensor:
-    "U[0, 1) float64 CPU tensor of `shape` drawn from a torch or NumPy generator (global torch RNG if None)."
+def _draw(shape: tuple, generator=None, normal: bool = False) -> torch.Tensor:
+    "U[0, 1) (or standard normal) float64 CPU tensor of `shape` from a torch or NumPy generator (global torch RNG if None)."
     if isinstance(generator, np.random.Generator):
-        return torch.from_numpy(generator.random(shape))
+        return torch.from_numpy(generator.standard_normal(shape) if normal else generator.random(shape))
+    draw = torch.randn if normal else torch.rand
     if generator is not None and generator.device.type != "cpu":
-        return torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64).cpu()
-    return torch.rand(shape, generator=generator, dtype=torch.float64)
+        return draw(shape, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+    return draw(shape, generator=generator, dtype=torch.float64)
 
-def _normal(shape: tuple, generator=None) -> torch.Tensor:
-    "Standard normal float64 CPU tensor of `shape` from a torch or NumPy generator."
-    if isinstance(generator, np.random.Generator):
-        return torch.from_numpy(generator.standard_normal(shape))
-    if generator is not None and generator.device.type != "cpu":
-        return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float64).cpu()
-    return torch.randn(shape, generator=generator, dtype=torch.float64)
+def _uniform(shape: tuple, generator=None) -> torch.Tensor: return _draw(shape, generator)
+def _normal(shape: tuple, generator=None) -> torch.Tensor: return _draw(shape, generator, normal=True)
 
 # %% ../nbs/02_augment.ipynb #66e70ce8
 ROTATION_MODES = ("so3", "euler", "none")
