@@ -172,12 +172,17 @@ def elastic_frames() -> dict[str, pd.DataFrame]:
     return {s: src.load_labels(s)[["material_id", "K_VRH", "G_VRH"]] for s in ELASTIC_SOURCES}
 
 
-def _modulus(name: str, column: str, threshold: float, unit_name: str) -> TaskData:
+def _modulus(name: str, column: str, threshold: float, unit_name: str, source: str | None = None) -> TaskData:
+    "One modulus task: from the union of the elastic sets (newest wins), or from one named `source`."
+    letter = "K" if column == "K_VRH" else "G"
+    if source is not None:  # one named dataset instead of the merged union
+        return _threshold_task(name, src.load_labels(source), column, unit_name,
+                               (f"{letter} <= {threshold:g} GPa", f"{letter} > {threshold:g} GPa"), lambda v: v > threshold,
+                               {f"{letter.lower()}_gpa": threshold}, source, {"datasets": [source]})
     frames = elastic_frames()
     merged = merge_by_priority(frames, ["K_VRH", "G_VRH"])
     dis = label_disagreements(frames, column, threshold)
     counts = merged.source.value_counts().to_dict()
-    letter = "K" if column == "K_VRH" else "G"
     return _threshold_task(name, merged, column, unit_name, (f"{letter} <= {threshold:g} GPa", f"{letter} > {threshold:g} GPa"),
                            lambda v: v > threshold, {f"{letter.lower()}_gpa": threshold}, "source",
                            {"datasets": list(ELASTIC_SOURCES), "rule": "newest source wins: " + " > ".join(ELASTIC_SOURCES),
@@ -186,18 +191,13 @@ def _modulus(name: str, column: str, threshold: float, unit_name: str) -> TaskDa
 
 def _bulk(source: str | None = None, k_gpa: float = 85.0) -> TaskData:
     "Stiff (K_VRH > k_gpa) vs soft."
-    if source is not None:
-        return _threshold_task("bulk_modulus", src.load_labels(source), "K_VRH", "K_VRH_GPa", ("K <= %g GPa" % k_gpa, "K > %g GPa" % k_gpa),
-                               lambda v: v > k_gpa, {"k_gpa": k_gpa}, source, {"datasets": [source]})
-    return _modulus("bulk_modulus", "K_VRH", k_gpa, "K_VRH_GPa")
+    return _modulus("bulk_modulus", "K_VRH", k_gpa, "K_VRH_GPa", source)
 
 
 def _shear(source: str | None = None, g_gpa: float = 34.0) -> TaskData:
     "High (G_VRH > g_gpa) vs low shear modulus."
-    if source is not None:
-        return _threshold_task("shear_modulus", src.load_labels(source), "G_VRH", "G_VRH_GPa", ("G <= %g GPa" % g_gpa, "G > %g GPa" % g_gpa),
-                               lambda v: v > g_gpa, {"g_gpa": g_gpa}, source, {"datasets": [source]})
-    return _modulus("shear_modulus", "G_VRH", g_gpa, "G_VRH_GPa")
+    return _modulus("shear_modulus", "G_VRH", g_gpa, "G_VRH_GPa", source)
+
 
 # %% ../nbs/04_tasks.ipynb #c4f565a1
 SYMPREC = 0.1  # Å, spglib distance tolerance (as Materials Project)
