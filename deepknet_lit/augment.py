@@ -99,7 +99,7 @@ def random_shuffle(
     return torch.gather(batch, 1, perm.unsqueeze(-1).expand(-1, -1, batch.shape[-1]))
 
 # %% ../nbs/02_augment.ipynb #8f0e7af4
-PERTURBATIONS = ("phi1", "phi2", "phi3", "no_intensity")
+PERTURBATIONS = ("phi1", "phi2", "phi2_raw", "phi3", "no_intensity")
 
 def _log_bounds() -> tuple[float, float]:
     "(LOG_FLOOR, LOG_CEIL) from deepknet_lit.diffraction (imported lazily)."
@@ -131,7 +131,7 @@ def in_dim_for(perturbation: str) -> int:
 def perturb(
     batch: torch.Tensor,        # (B, n, 4) features [x, y, z, Ĩ]
     kind: str = "phi1",         # one of PERTURBATIONS
-    generator=None,             # torch.Generator or numpy Generator (phi2 only)
+    generator=None,             # torch.Generator or numpy Generator (phi2 and phi2_raw only)
     atol: float = 1e-4,         # phi3: Ĩ must exceed ZERO_LEVEL by this much (≈ I > 2e-9) to count as non-zero
 ) -> torch.Tensor:              # (B, n, 4), or (B, n, 3) for "no_intensity"
     "Apply the input perturbation `kind` to a batch of point clouds."
@@ -143,9 +143,9 @@ def perturb(
     if kind == "no_intensity":
         return batch[..., :3]
     It = batch[..., 3]
-    if kind == "phi2":
+    if kind in ("phi2", "phi2_raw"):
         s = (1.0 - _uniform((batch.shape[0], 1), generator)).to(batch.device)   # (B, 1) in (0, 1]
-        new = _normalise_t(_denormalise_t(It) * s).to(batch.dtype)
+        new = It * s.to(batch.dtype) if kind == "phi2" else _normalise_t(_denormalise_t(It) * s).to(batch.dtype)
     else:  # phi3
         new = (It > zero_level() + atol).to(batch.dtype)
     return torch.cat([batch[..., :3], new.unsqueeze(-1)], dim=-1)

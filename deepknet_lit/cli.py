@@ -158,13 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     dz.set_defaults(func=_data_featurize)
 
     t = sub.add_parser("train", help="train a PointNet on a task")
-    t.add_argument("--task", required=True); t.add_argument("--profile", default="quick", choices=["quick", "cpu", "gpu"])
+    t.add_argument("--task", required=True); t.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
     t.add_argument("--out", required=True, help="run directory (checkpoints, metrics.json)")
     t.add_argument("--config", default=None, help="JSON/YAML config file; flags override it")
     t.add_argument("--n", type=int, choices=[3, 4, 27, 125, 343], default=None, help="number of diffraction points")
     t.add_argument("--probe", choices=["xray", "neutron"], default=None)
     t.add_argument("--cell", choices=["primitive", "conventional", "as_given"], default=None)
-    t.add_argument("--perturbation", choices=["phi1", "phi2", "phi3", "phi4", "no_intensity"], default=None)
+    t.add_argument("--perturbation", choices=["phi1", "phi2", "phi2_raw", "phi3", "phi4", "no_intensity"], default=None)
     t.add_argument("--split", choices=["random", "paper", "formula", "prototype"], default=None)
     for name, typ in (("epochs", int), ("seed", int), ("limit", int), ("batch-size", int), ("lr", float)):
         t.add_argument(f"--{name}", type=typ, default=None)
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_predict)
 
     b = sub.add_parser("book", help="execute every chapter with papermill and build the HTML book")
-    b.add_argument("--profile", default="quick", choices=["quick", "cpu", "gpu"])
+    b.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
     b.add_argument("--chapters", nargs="*", default=None, help="only these chapters (file stems)")
     b.add_argument("--no-html", action="store_true", help="execute the chapters, skip Jupyter Book")
     b.set_defaults(func=_book)

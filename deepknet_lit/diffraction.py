@@ -6,14 +6,15 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/diffraction.html.md"""
 
 # %% auto #0
 __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERSION', 'CU_KALPHA', 'XRAY_S2_FACTOR',
-           'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'ZERO_LEVEL',
-           'normalise_intensity', 'intensity_from_features', 'miller_indices', 'point_set_size',
-           'scatterer_coefficients', 'standard_cell', 'check_structure', 'PointCloud', 'point_cloud', 'PointCloudBatch',
-           'point_clouds', 'barcode', 'plot_point_cloud', 'plot_barcode', 'read_structure', 'featurize_files',
-           'lorentz_polarisation', 'powder_contributions', 'compare_with_pymatgen']
+           'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'ZERO_LEVEL', 'CELL_SYMPREC',
+           'CELL_ANGLE_TOLERANCE', 'normalise_intensity', 'intensity_from_features', 'miller_indices', 'point_set_size',
+           'scatterer_coefficients', 'check_structure', 'symmetry_dataset', 'standard_cell', 'PointCloud',
+           'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode', 'plot_point_cloud', 'plot_barcode',
+           'read_structure', 'featurize_files', 'lorentz_polarisation', 'powder_contributions', 'compare_with_pymatgen']
 
 # %% ../nbs/01_diffraction.ipynb #6f37740f
 import json
+import logging
 import math
 import os
 import tempfile
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import moyopy
 import numpy as np
 import pymatgen.analysis.diffraction
 from pymatgen.core import Element, Lattice, Structure
@@ -32,7 +34,7 @@ _PMG_TABLES = Path(pymatgen.analysis.diffraction.__file__).parent
 ATOMIC_SCATTERING_PARAMS = json.loads((_PMG_TABLES / "atomic_scattering_params.json").read_text())  # X-ray a_i, b_i
 ATOMIC_SCATTERING_LEN = json.loads((_PMG_TABLES / "neutron_scattering_length.json").read_text())  # neutron b, fm
 
-FEATURIZER_VERSION = "1"  # bump when the numbers a point cloud holds change (featurized stores are rebuilt)
+FEATURIZER_VERSION = "2"  # 2: standard cells from moyopy (1: spglib). Bump when the numbers a point cloud holds change (featurized stores are rebuilt)
 CU_KALPHA = 1.5418  # Å, the paper's Cu Kα wavelength
 XRAY_S2_FACTOR = 41.78214  # Å² prefactor of the Gaussian sum in Eq. A1 (pymatgen's value)
 INTENSITY_EPS = 1e-6  # added before the log (paper, Appendix A)
@@ -89,20 +91,6 @@ def scatterer_coefficients(symbol,  # element symbol as pymatgen writes it ("Fe"
     coef.flags.writeable = False
     return coef
 
-def standard_cell(structure,  # pymatgen Structure
-                  cell="primitive",  # "primitive", "conventional" or "as_given"
-                  name="structure"):  # used in error messages
-    "The cell the pattern is computed in: spglib's standard primitive or conventional cell, or the structure as given."
-    if cell not in CELLS: raise ValueError(f"unknown cell {cell!r}: use one of {CELLS}")
-    if cell == "as_given": return structure
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer  # spglib; imported on first use
-    try:
-        sga = SpacegroupAnalyzer(structure)
-        return sga.get_primitive_standard_structure() if cell == "primitive" else sga.get_conventional_standard_structure()
-    except Exception as e:  # spglib gives up on some inputs (overlapping atoms, ...)
-        raise ValueError(f"{name}: could not build the standard {cell} cell ({type(e).__name__}: {e}); "
-                         "try cell='as_given'") from e
-
 def _check_cell(structure, probe, name):
     "Type, probe, sites, lattice and coordinates; returns the (3, 3) lattice matrix and the volume in Å³."
     if not isinstance(structure, Structure):
@@ -140,6 +128,47 @@ def check_structure(structure,  # pymatgen Structure
     _check_cell(structure, probe, name)
     _atoms(structure, probe, name)
 
+# %% ../nbs/01_diffraction.ipynb #da1f56a6
+CELL_SYMPREC = 0.01  # Å, distance tolerance when finding the standard cells (pymatgen's default)
+CELL_ANGLE_TOLERANCE = 5.0  # degrees, angle tolerance (pymatgen's default)
+logging.getLogger("moyo").setLevel(logging.ERROR)  # moyopy logs a warning per crystal whose input cell is not primitive
+
+def symmetry_dataset(structure,  # pymatgen Structure
+                     symprec=CELL_SYMPREC,  # Å, distance tolerance
+                     angle_tolerance=CELL_ANGLE_TOLERANCE,  # degrees
+                     name="structure"):  # used in error messages
+    "moyopy's `MoyoDataset` of `structure`, and the site composition of each of its atom types."
+    kinds = {}  # site composition -> atom type
+    numbers = [kinds.setdefault(site.species, len(kinds)) for site in structure]
+    cell = moyopy.Cell(structure.lattice.matrix.tolist(), structure.frac_coords.tolist(), numbers)
+    try: return moyopy.MoyoDataset(cell, symprec=symprec, angle_tolerance=math.radians(angle_tolerance)), list(kinds)
+    except Exception as e:  # moyopy gives up on some inputs (overlapping atoms, tolerances too loose, ...)
+        raise ValueError(f"{name}: no space group found at symprec={symprec} Å ({type(e).__name__}: {e})") from e
+
+
+# %% ../nbs/01_diffraction.ipynb #ef27ab47
+def standard_cell(structure,  # pymatgen Structure
+                  cell="primitive",  # "primitive", "conventional" or "as_given"
+                  name="structure"):  # used in error messages
+    "The cell the pattern is computed in: the standard primitive or conventional cell (see above), or `structure`."
+    if cell not in CELLS: raise ValueError(f"unknown cell {cell!r}: use one of {CELLS}")
+    if cell == "as_given": return structure
+    dataset, species = symmetry_dataset(structure, name=name)
+    if dataset.number <= 2: return _pymatgen_standard_cell(structure, cell, name)  # triclinic: pymatgen's convention
+    c = dataset.prim_std_cell if cell == "primitive" else dataset.std_cell
+    return Structure(c.basis, [species[k] for k in c.numbers], c.positions)
+
+def _pymatgen_standard_cell(structure, cell, name):
+    "pymatgen's (spglib's) standard cell."
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=CELL_SYMPREC, angle_tolerance=CELL_ANGLE_TOLERANCE)
+        return sga.get_primitive_standard_structure() if cell == "primitive" else sga.get_conventional_standard_structure()
+    except Exception as e:  # spglib gives up on some inputs (overlapping atoms, ...)
+        raise ValueError(f"{name}: could not build the standard {cell} cell ({type(e).__name__}: {e}); "
+                         "try cell='as_given'") from e
+
+
 # %% ../nbs/01_diffraction.ipynb #6d1b5674
 @dataclass
 class _Prepared:
@@ -151,7 +180,7 @@ class _Prepared:
 
 def _prepare(structure, probe="xray", cell="primitive", name="structure"):
     lattice, volume = _check_cell(structure, probe, name)
-    atoms = _atoms(structure, probe, name)  # fails on unknown species before spglib sees them
+    atoms = _atoms(structure, probe, name)  # fails on unknown species before the symmetry search sees them
     s = standard_cell(structure, cell, name)
     if s is not structure:
         lattice, volume = _check_cell(s, probe, name)

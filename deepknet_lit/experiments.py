@@ -15,12 +15,16 @@ import pandas as pd
 import deepknet_lit
 from .evaluate import write_json
 from .sources import cache_root
+from .store import Store, build_store, task_fingerprint
+from .diffraction import FEATURIZER_VERSION, miller_indices
+from .tasks import load_task
+from .train import PROFILES, TRAINING_VERSION, make_config, train
 
 # %% auto #0
-__all__ = ['PAPER', 'BOOK_PROFILES', 'REPO_ROOT', 'BOOK_DIR', 'book_profile', 'results_dir', 'config_key', 'mean_std',
-           'compare_row', 'comparison_table', 'save_table', 'load_tables', 'select_points', 'experiment_config',
-           'experiment_store', 'drop_materials', 'run_experiment', 'run_grid', 'cached', 'profile_note',
-           'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
+__all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'BOOK_DIR', 'book_profile', 'results_dir', 'config_key', 'mean_std', 'compare_row',
+           'comparison_table', 'save_table', 'load_tables', 'select_points', 'experiment_config', 'experiment_task',
+           'experiment_store', 'drop_materials', 'experiment_key', 'run_experiment', 'run_grid', 'cached',
+           'profile_note', 'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
 
 # %% ../nbs/12_experiments.ipynb #e80dfcfe
 PAPER = {
@@ -66,24 +70,20 @@ PAPER = {
 }
 
 # %% ../nbs/12_experiments.ipynb #0128881c
-BOOK_PROFILES = {
-    "quick": dict(seeds=(0,), tasks=("metallicity", "bulk_modulus", "shear_modulus", "stability"),
-                  n_values=(3, 4, 27, 125, 343), perturbations=("phi1", "phi2", "phi3", "phi4"),
-                  train=dict(limit=1000, epochs=6, mlp=(32, 64, 128), head=(128, 64), batch_size=64, patience=10),
-                  # the crystal-system labels need spglib on every candidate: label a random subsample only
+_PAPER_GRID = dict(tasks=("metallicity", "bulk_modulus", "shear_modulus", "stability"), n_values=(3, 4, 27, 125, 343),
+                   perturbations=("phi1", "phi2", "phi2_raw", "phi3", "phi4"))
+GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
+    "quick": dict(_PAPER_GRID, seeds=(0,),
                   task_kwargs={"crystal_system": {"limit": 1500}, "trigonal_hexagonal": {"limit": 4000}}),
-    "cpu": dict(seeds=(0, 1, 2), tasks=("metallicity", "bulk_modulus", "shear_modulus", "stability"),
-                n_values=(3, 4, 27, 125, 343), perturbations=("phi1", "phi2", "phi3", "phi4"),
-                train=dict(limit=5000, epochs=15, mlp=(64, 128, 256), head=(256, 128), batch_size=64, patience=5)),
-    "gpu": dict(seeds=(0, 1, 2), tasks=("metallicity", "bulk_modulus", "shear_modulus", "stability"),
-                n_values=(3, 4, 27, 125, 343), perturbations=("phi1", "phi2", "phi3", "phi4"), train=dict()),
+    "full": dict(_PAPER_GRID, seeds=(0, 1, 2)),
+    "gpu": dict(_PAPER_GRID, seeds=(0, 1, 2)),
 }
 
 def book_profile(profile: str) -> dict:
-    "The book's settings for `profile` ('quick', 'cpu' or 'gpu')."
-    if profile not in BOOK_PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(BOOK_PROFILES)}")
-    return BOOK_PROFILES[profile]
+    "The book's settings for `profile`: its grid, and under 'train' the training profile."
+    if profile not in GRIDS:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(GRIDS)}")
+    return {**GRIDS[profile], "train": PROFILES[profile]}
 
 # %% ../nbs/12_experiments.ipynb #ae25a732
 REPO_ROOT = Path(deepknet_lit.__file__).resolve().parents[1]
@@ -146,37 +146,25 @@ def load_tables(profile: str) -> dict[str, pd.DataFrame]:
     return {p.stem: pd.DataFrame(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))} if d.exists() else {}
 
 # %% ../nbs/12_experiments.ipynb #b26b9ccb
-def select_points(store, point_set: str = "cube", max_index: int = 3):
-    "A view of `store` holding only the points of `point_set`/`max_index` (its hkl must contain them)."
-    from deepknet_lit.diffraction import miller_indices
+def select_points(store: Store,  # a store featurized on a point set that contains the wanted one
+                  point_set: str = "cube",  # "cube", "axes" (n = 3) or "axes+origin" (n = 4)
+                  max_index: int = 3,  # cube half-width k
+                 ) -> Store:
+    "`store` holding only the points of `point_set`/`max_index` (features in memory; same materials and rows)."
     want = np.asarray(miller_indices(point_set, max_index))
     have = {tuple(int(v) for v in h): i for i, h in enumerate(np.asarray(store.hkl))}
     rows = [have.get(tuple(int(v) for v in h)) for h in want]
     if any(r is None for r in rows):
         raise ValueError(f"the store's {len(have)} points do not contain the {len(want)} points of {point_set} k={max_index}")
     if len(rows) == len(have) and rows == sorted(rows): return store
-    view = _StoreView(**{k: getattr(store, k) for k in ("ids", "y", "classes", "meta", "skipped")})
-    view.features = np.ascontiguousarray(np.asarray(store.features)[:, rows, :])
-    view.hkl = want
-    view.meta = {**dict(store.meta or {}), "point_set": point_set, "max_index": max_index, "n_points": len(rows)}
-    return view
-
-@dataclasses.dataclass
-class _StoreView:
-    "A store restricted to a subset of its points (features in memory)."
-    ids: list
-    y: np.ndarray
-    classes: list
-    meta: dict
-    skipped: list
-    features: np.ndarray = None
-    hkl: np.ndarray = None
+    return dataclasses.replace(store, features=np.ascontiguousarray(np.asarray(store.features)[:, rows, :]), hkl=want,
+                               in_sphere=np.asarray(store.in_sphere)[:, rows],
+                               meta={**store.meta, "point_set": point_set, "max_index": max_index, "n_points": len(rows)})
 
 # %% ../nbs/12_experiments.ipynb #50b40f53
 def experiment_config(task: str, n: int = 343, probe: str = "xray", perturbation: str = "phi1", seed: int = 0,
                       profile: str = "quick", **overrides):
     "The TrainConfig of one experiment."
-    from deepknet_lit.train import make_config
     if perturbation == "phi4": probe, perturbation = "neutron", "phi1"
     bp = book_profile(profile)
     d = {**bp["train"], "task": task, "n": n, "probe": probe, "perturbation": perturbation, "seed": seed,
@@ -184,47 +172,65 @@ def experiment_config(task: str, n: int = 343, probe: str = "xray", perturbation
     d.update({k: v for k, v in overrides.items() if v is not None})
     return make_config(profile, **d)
 
+_TASKS: dict = {}
 _STORES: dict = {}
 
-def experiment_store(config, progress: bool = True):
+def experiment_task(config):
+    "The TaskData `config` trains on (cached in this process)."
+    key = (config.task, json.dumps(config.task_kwargs, sort_keys=True))
+    if key not in _TASKS: _TASKS[key] = load_task(config.task, **config.task_kwargs)
+    return _TASKS[key]
+
+def experiment_store(config, progress: bool = True) -> Store:
     "The featurized 343-point store that serves `config`, restricted to its points (cached in this process)."
-    from deepknet_lit.store import build_store
-    from deepknet_lit.tasks import load_task
     key = (config.task, json.dumps(config.task_kwargs, sort_keys=True), config.probe, config.cell, config.limit)
     if key not in _STORES:
-        task = load_task(config.task, **config.task_kwargs) if config.task_kwargs else config.task
-        _STORES[key] = build_store(task, max_index=3, point_set="cube", probe=config.probe, cell=config.cell,
-                                   limit=config.limit, seed=0, progress=progress)
+        _STORES[key] = build_store(experiment_task(config), max_index=3, point_set="cube", probe=config.probe,
+                                   cell=config.cell, limit=config.limit, seed=0, progress=progress)
     return select_points(_STORES[key], *config.point_settings())
 
 # %% ../nbs/12_experiments.ipynb #52a8d1ec
-def drop_materials(store, ids) -> _StoreView:
-    "A view of `store` without the materials whose ids are in `ids`."
+def drop_materials(store: Store,  # an open store
+                   ids,  # material ids to remove
+                  ) -> Store:
+    "`store` without the materials whose ids are in `ids` (features in memory)."
     drop = set(map(str, ids))
     keep = np.array([i for i, m in enumerate(store.ids) if str(m) not in drop], dtype=np.int64)
-    return _StoreView(ids=[store.ids[i] for i in keep], y=np.asarray(store.y)[keep], classes=store.classes,
-                      meta={**dict(store.meta or {}), "excluded": len(store.ids) - len(keep)},
-                      skipped=store.skipped, features=np.asarray(store.features)[keep], hkl=store.hkl)
+    out = store.subset(keep)
+    out.meta = {**out.meta, "excluded": len(store.ids) - len(keep)}
+    return out
 
 # %% ../nbs/12_experiments.ipynb #757172d8
-def run_experiment(task: str, n: int = 343, probe: str = "xray", perturbation: str = "phi1", seed: int = 0,
-                   profile: str = "quick", exclude: list | None = None, force: bool = False, progress: bool = True,
-                   **overrides) -> dict:
+def experiment_key(config, exclude: list, task) -> str:
+    "The cache key of an experiment: configuration, held-out ids, data fingerprint, featurizer and training versions."
+    return config_key({"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
+                       "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
+
+def run_experiment(task: str,  # task name
+                   n: int = 343,  # number of diffraction points (3, 4, 27, 125, 343)
+                   probe: str = "xray",  # "xray" or "neutron"
+                   perturbation: str = "phi1",  # phi1, phi2, phi2_raw, phi3, phi4 (= neutron), no_intensity
+                   seed: int = 0,  # split, initialisation and augmentation seed
+                   profile: str = "quick",  # "quick", "full" or "gpu"
+                   exclude: list | None = None,  # material ids held out of train, validation and test
+                   force: bool = False,  # retrain even when the result exists
+                   progress: bool = True,  # progress bars
+                   **overrides) -> dict:  # TrainConfig fields
     "Train (or load the cached result of) one experiment; returns its result record."
-    from deepknet_lit.train import train
     config = experiment_config(task, n, probe, perturbation, seed, profile, **overrides)
     exclude = sorted(set(map(str, exclude or [])))
-    key = config_key({"config": config.to_dict(), "exclude": exclude, "version": deepknet_lit.__version__})
+    key = experiment_key(config, exclude, experiment_task(config))
     path = results_dir(profile) / task / f"{key}.json"
     if path.exists() and not force: return json.loads(path.read_text())
     run_dir = cache_root() / "runs" / profile / key
     t0 = time.time()
     store = experiment_store(config, progress)
     if exclude: store = drop_materials(store, exclude)
-    metrics = train(config, run_dir, store=store, progress=progress)
+    metrics = train(config, run_dir, store=store, progress=progress, task_data=experiment_task(config))
     record = dict(key=key, profile=profile, version=deepknet_lit.__version__, run_dir=str(run_dir),
                   experiment=dict(task=task, n=n, probe=config.probe, perturbation=perturbation, seed=seed),
-                  excluded=exclude,
+                  excluded=exclude, data=task_fingerprint(experiment_task(config)), featurizer=FEATURIZER_VERSION,
+                  training=TRAINING_VERSION, split_hash=metrics["split_hash"],
                   config=config.to_dict(), seconds=round(time.time() - t0, 1), best_epoch=metrics.get("best_epoch"),
                   n_materials=metrics.get("n"), valid=metrics["valid"], test=metrics["test"], history=metrics.get("history"))
     write_json(record, path)
@@ -242,9 +248,14 @@ def run_grid(experiments: list[dict], profile: str = "quick", progress: bool = T
     return pd.DataFrame(rows)
 
 # %% ../nbs/12_experiments.ipynb #278ddbd7
-def cached(profile: str, kind: str, params: dict, compute, force: bool = False) -> dict:
+def cached(profile: str,  # results folder (see `results_dir`)
+           kind: str,  # sub-folder, e.g. "baselines"
+           params: dict,  # everything the result depends on (include the data: `store.task_fingerprint(task)`)
+           compute,  # () -> JSON-able result
+           force: bool = False,  # recompute even when the result exists
+          ) -> dict:
     "Return the JSON result of `compute()` for `params`, computing and storing it only when missing."
-    key = config_key({"kind": kind, "params": params, "version": deepknet_lit.__version__})
+    key = config_key({"kind": kind, "params": params, "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
     path = results_dir(profile) / kind / f"{key}.json"
     if path.exists() and not force: return json.loads(path.read_text())
     result = {"key": key, "kind": kind, "params": params, "result": compute()}

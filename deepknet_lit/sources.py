@@ -34,8 +34,8 @@ __all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'MP_FIELDS'
            'RecordError', 'data_root', 'cache_root', 'user_datasets', 'RemoteFile', 'Dataset', 'get_dataset',
            'sha256_file', 'verify_file', 'fetch', 'Record', 'check_structure', 'RecordSet', 'parse_cif', 'load_labels',
            'paper_split', 'cif_texts', 'formulas', 'structure_loader', 'iter_records', 'load_records',
-           'read_cgcnn_folder', 'read_structures_json', 'read_table', 'import_dataset', 'MissingAPIKeyError',
-           'mp_cache_dir', 'fetch_mp', 'mp_records', 'mp_labels', 'clear_caches', 'list_datasets']
+           'read_cgcnn_folder', 'read_structures_json', 'read_table', 'import_dataset', 'dataset_fingerprint',
+           'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp', 'mp_records', 'mp_labels', 'clear_caches', 'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -837,6 +837,16 @@ def _user_labels(name: str) -> pd.DataFrame:
     df = pd.DataFrame([{"material_id": r["material_id"], **r["labels"]} for r in rows])
     df.insert(0, "idx", range(len(df)))
     return df
+
+# %% ../nbs/03_sources.ipynb #98dd5a91
+def dataset_fingerprint(name: str,  # a registry dataset ("mp_mtcgcnn_36k", "mp_legacy_2015:flla") or a user dataset
+                       ) -> str:
+    "sha256 naming the content of dataset `name` (its structures and labels)."
+    base, table = _split_name(name)
+    if base in REGISTRY: content = sorted(f.sha256 for f in REGISTRY[base].files)
+    elif base in _user_index(): content = sha256_file(_user_dir() / base / "records.json.gz")
+    else: raise DatasetError(f"unknown dataset {name!r}: not in the registry ({sorted(REGISTRY)}) nor a user dataset")
+    return hashlib.sha256(json.dumps([base, table, content]).encode()).hexdigest()
 
 # %% ../nbs/03_sources.ipynb #d6483195
 MP_FIELDS = ("material_id", "structure", "band_gap", "is_metal", "bulk_modulus", "shear_modulus",

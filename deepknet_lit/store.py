@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Lattice, Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 import deepknet_lit
@@ -31,8 +30,8 @@ from . import diffraction, sources, tasks
 
 # %% auto #0
 __all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'stores_root', 'store_params', 'store_path', 'featurizer_version',
-           'task_fingerprint', 'primitive_standard_structure', 'featurize_chunk', 'build_store', 'Store', 'open_store',
-           'list_stores', 'format_store_summary', 'plot_store']
+           'task_fingerprint', 'featurize_chunk', 'build_store', 'Store', 'open_store', 'list_stores',
+           'format_store_summary', 'plot_store']
 
 # %% ../nbs/05_store.ipynb #2365c69e
 STORE_FORMAT_VERSION = 1  # bump when the files of a store or the chunk payload change
@@ -98,75 +97,15 @@ def featurizer_version() -> dict:
 
 
 def task_fingerprint(task) -> str:
-    "sha256 of a task's ids, integer labels, classes and source description."
+    "sha256 of a task's ids, integer labels, classes, source description and the content of its datasets."
     h = hashlib.sha256()
     h.update(json.dumps([str(getattr(task, "name", "")), [str(i) for i in task.ids], [str(c) for c in task.classes]]).encode())
     h.update(np.asarray(task.y, dtype=np.int64).tobytes())
     h.update(json.dumps(_jsonable(getattr(task, "source", None)), sort_keys=True).encode())
+    names = getattr(task, "sources", None)  # (N,) dataset of each item, for a TaskData
+    datasets = [] if names is None else list(dict.fromkeys(str(s) for s in names))
+    h.update(json.dumps([sources.dataset_fingerprint(d) for d in datasets]).encode())  # the structures themselves
     return h.hexdigest()
-
-# %% ../nbs/05_store.ipynb #3b5a7d19
-_MARKER_STEP = 1e-3  # fractional offset of the marker atoms (|M| entries up to ~500 stay unambiguous)
-_MARKERS = ("H", "C", "O")  # marker species, one per refined lattice vector
-
-
-class _SingleSpglibCall(SpacegroupAnalyzer):
-    "SpacegroupAnalyzer whose refined structure comes from the symmetry dataset it holds (no second spglib call)."
-    markers = False  # True: the refined structure is the three marker atoms on the refined lattice
-
-    def get_refined_structure(self, keep_site_properties: bool = False) -> Structure:
-        dataset = self.get_symmetry_dataset()  # spglib's std_* cell is what refine_cell returns
-        if self.markers: return Structure(dataset.std_lattice, list(_MARKERS), np.eye(3) * _MARKER_STEP)
-        species = [self._unique_species[t - 1] for t in dataset.std_types]  # spglib type numbers -> species
-        return Structure(dataset.std_lattice, species, dataset.std_positions).get_sorted_structure()
-
-
-def _conventional_cell(sga: _SingleSpglibCall) -> tuple[np.ndarray, list, np.ndarray]:
-    "pymatgen's conventional standard cell as (lattice (3,3) rows, species, frac (n,3)), via marker atoms if possible."
-    dataset = sga.get_symmetry_dataset()
-    sga.markers = True
-    try: probe = sga.get_conventional_standard_structure()
-    finally: sga.markers = False
-    found = {str(site.specie): site.frac_coords for site in probe}
-    if len(probe) == 3 and len(found) == 3:
-        wrapped = np.stack([found[m] for m in _MARKERS], axis=1)  # (3, 3): column i = step·M·e_i modulo 1
-        columns = (wrapped - np.round(wrapped)) / _MARKER_STEP
-        M = np.round(columns)
-        if np.allclose(columns, M, atol=1e-4):
-            species = [sga._unique_species[t - 1] for t in dataset.std_types]
-            return probe.lattice.matrix, species, dataset.std_positions @ M.T
-    conventional = sga.get_conventional_standard_structure()  # the general route
-    return conventional.lattice.matrix, [site.species for site in conventional], conventional.frac_coords
-
-
-def _rhombohedral_setting(matrix: np.ndarray) -> np.ndarray:
-    "Setyawan–Curtarolo orientation (A.11) of a rhombohedral primitive lattice with the same a and α."
-    lattice = Lattice(matrix)
-    a, alpha = lattice.a, np.radians(lattice.alpha)
-    cos_half, sin_half = np.cos(alpha / 2), np.sin(alpha / 2)
-    ratio = np.cos(alpha) / cos_half
-    return np.array([[a * cos_half, -a * sin_half, 0.0], [a * cos_half, a * sin_half, 0.0],
-                     [a * ratio, 0.0, a * np.sqrt(1 - ratio * ratio)]])
-
-
-def primitive_standard_structure(structure: Structure,  # any ordered (or disordered) pymatgen structure
-                                 symprec: float = 0.01,  # spglib distance tolerance, Å (pymatgen's default)
-                                 angle_tolerance: float = 5.0,  # spglib angle tolerance, degrees
-                                ) -> Structure:
-    "Same lattice and sites as `SpacegroupAnalyzer(structure).get_primitive_standard_structure()`, about 2x faster."
-    sga = _SingleSpglibCall(structure, symprec=symprec, angle_tolerance=angle_tolerance)
-    conv_matrix, species, frac = _conventional_cell(sga)  # (3, 3), n_conv species, (n_conv, 3)
-    symbol = sga.get_space_group_symbol()
-    if symbol.startswith("P"): return Structure(conv_matrix, species, frac - np.floor(frac))
-    prim_matrix = sga.get_conventional_to_primitive_transformation_matrix() @ conv_matrix  # (3, 3) rows
-    frac = frac @ conv_matrix @ np.linalg.inv(prim_matrix)  # (n_conv, 3) in the primitive basis
-    frac -= np.floor(frac)
-    kinds = np.unique([str(sp) for sp in species], return_inverse=True)[1]  # (n_conv,) species code
-    delta = frac[:, None, :] - frac[None, :, :]  # (n_conv, n_conv, 3)
-    same = (np.abs(delta - np.round(delta)) < 1e-8).all(-1) & (kinds[:, None] == kinds[None, :])
-    keep = [i for i in range(len(frac)) if not same[i, :i].any()]  # first of each periodic-image group
-    if symbol.startswith("R"): prim_matrix = _rhombohedral_setting(prim_matrix)
-    return Structure(prim_matrix, [species[i] for i in keep], frac[keep])
 
 # %% ../nbs/05_store.ipynb #664de164
 def _reason(e: BaseException) -> str:
@@ -184,7 +123,6 @@ def _as_structure(item, material_id: str) -> Structure:
 
 def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | structure dict), ...]
                     params: dict,  # from `store_params`
-                    fast: bool = True,  # single-spglib-call primitive cell (same numbers as pymatgen's)
                    ) -> dict:
     "Point clouds of one chunk: features (m,n,4), in_sphere (m,n), hkl, ok (positions in `items`), errors, timings."
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -196,19 +134,18 @@ def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | struct
             ids.append(str(mid)); position[str(mid)] = j
         except Exception as e: errors.append((str(mid), _reason(e)))
     t1 = time.perf_counter()
-    cell = params["cell"]
-    if fast and cell == "primitive":
+    if params["cell"] != "as_given":
         reduced, kept = [], []
         for s, mid in zip(structures, ids):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    reduced.append(primitive_standard_structure(s)); kept.append(mid)
-            except Exception as e: errors.append((mid, f"primitive cell: {_reason(e)}"))
-        structures, ids, cell = reduced, kept, "as_given"
+                    reduced.append(diffraction.standard_cell(s, params["cell"], mid)); kept.append(mid)
+            except Exception as e: errors.append((mid, _reason(e)))
+        structures, ids = reduced, kept
     t2 = time.perf_counter()
     batch = diffraction.point_clouds(structures, ids=ids, max_index=params["max_index"], point_set=params["point_set"],
-                                     probe=params["probe"], cell=cell, wavelength=params["wavelength"], sphere=False,
+                                     probe=params["probe"], cell="as_given", wavelength=params["wavelength"], sphere=False,
                                      progress=False)
     t3 = time.perf_counter()
     errors += [(str(i), str(r)) for i, r in batch.errors]
@@ -255,19 +192,19 @@ def _item_getter(task):
     return get
 
 
-def _run_chunks(todo: list, payload, params: dict, fast: bool, n_workers: int, scheduler):
+def _run_chunks(todo: list, payload, params: dict, n_workers: int, scheduler):
     "Yield `(k, result)` for every chunk index in `todo`, as chunks finish, keeping a bounded number in flight."
     if scheduler is not None:
-        yield from _run_chunks_dask(todo, payload, params, fast, scheduler); return
+        yield from _run_chunks_dask(todo, payload, params, scheduler); return
     if n_workers <= 1:
-        for k in todo: yield k, featurize_chunk(payload(k), params, fast)
+        for k in todo: yield k, featurize_chunk(payload(k), params)
         return
     pool = ProcessPoolExecutor(max_workers=n_workers)
     pending, queue = {}, iter(todo)
     try:
         while True:
             while len(pending) < 2 * n_workers and (k := next(queue, None)) is not None:
-                pending[pool.submit(featurize_chunk, payload(k), params, fast)] = k
+                pending[pool.submit(featurize_chunk, payload(k), params)] = k
             if not pending: break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done: yield pending.pop(future), future.result()
@@ -275,7 +212,7 @@ def _run_chunks(todo: list, payload, params: dict, fast: bool, n_workers: int, s
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_chunks_dask(todo, payload, params, fast, scheduler):
+def _run_chunks_dask(todo, payload, params, scheduler):
     "Same as `_run_chunks`, on a Dask cluster; results come back to this process, which writes them."
     from dask.distributed import Client, as_completed  # optional at import time: only Dask runs need it
     own = not hasattr(scheduler, "submit")  # an address or a cluster object: open (and later close) a client
@@ -284,7 +221,7 @@ def _run_chunks_dask(todo, payload, params, fast, scheduler):
     queue, pending, finished = iter(todo), {}, as_completed()
     def submit_more():
         while len(pending) < 2 * slots and (k := next(queue, None)) is not None:
-            future = client.submit(featurize_chunk, payload(k), params, fast, pure=False)
+            future = client.submit(featurize_chunk, payload(k), params, pure=False)
             pending[future.key] = (k, future); finished.add(future)
     try:
         submit_more()
@@ -356,7 +293,6 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
                 progress: bool = True,  # tqdm progress bar
                 wavelength: float = 1.5418,  # Å
                 rebuild: bool = False,  # rebuild even when a matching store exists
-                fast: bool = True,  # single-spglib-call primitive cell (same numbers as pymatgen's)
                 on_chunk=None,  # callable(k, n_done, n_chunks) after each saved chunk
                 **task_kwargs,  # thresholds etc. for `load_task` when `task` is a name, e.g. k_gpa=100
                ) -> Store:
@@ -408,7 +344,7 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
     bar = tqdm(total=len(rows), initial=sum(len(rows[k * chunk_size:(k + 1) * chunk_size]) for k in done),
                unit="structure", desc=f"featurize {name} n={params['n']} {probe}", disable=not progress)
     try:
-        for k, result in _run_chunks(todo, payload, params, fast, workers, scheduler):
+        for k, result in _run_chunks(todo, payload, params, workers, scheduler):
             _save_part(parts, k, result)
             done.add(k); bar.update(len(rows[k * chunk_size:(k + 1) * chunk_size]))
             if on_chunk is not None: on_chunk(k, len(done), n_chunks)

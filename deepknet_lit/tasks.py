@@ -8,6 +8,8 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/tasks.html.md"""
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,8 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import spglib
 from pymatgen.core import Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from tqdm.auto import tqdm
 
 from . import sources as src
@@ -200,24 +202,27 @@ def _shear(source: str | None = None, g_gpa: float = 34.0) -> TaskData:
 
 
 # %% ../nbs/04_tasks.ipynb #c4f565a1
-SYMPREC = 0.1  # Å, spglib distance tolerance (as Materials Project)
-ANGLE_TOLERANCE = 5.0  # degrees, spglib angle tolerance (pymatgen default)
+SYMPREC = 0.1  # Å, distance tolerance of the symmetry search (as Materials Project)
+ANGLE_TOLERANCE = 5.0  # degrees, angle tolerance (pymatgen default)
+_LAST_NUMBER = {"triclinic": 2, "monoclinic": 15, "orthorhombic": 74, "tetragonal": 142, "trigonal": 167, "hexagonal": 194,
+                "cubic": 230}  # each crystal system's last space-group number (ITA)
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 CRYSTAL_SYSTEMS_6 = ("cubic", "tetragonal", "orthorhombic", "hexagonal/trigonal", "monoclinic", "triclinic")  # paper's 6 classes
 
 
 def symmetry_info(structure: Structure, symprec: float = SYMPREC) -> dict:
     "Space-group number, crystal system and prototype key (number + sorted Wyckoff letters of distinct sites)."
-    sga = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
-    ds = sga.get_symmetry_dataset()
-    if ds is None:
-        raise RecordError(f"spglib found no symmetry at symprec={symprec}")
+    kinds = {}  # site composition -> spglib atom type (disordered sites keep their own type)
+    types = [kinds.setdefault(site.species, len(kinds)) for site in structure]
+    cell = (structure.lattice.matrix, structure.frac_coords, types)
+    ds = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+    if ds is None: raise RecordError(f"spglib found no space group at symprec={symprec} Å")
     orbit_letters = {}
     for site, orbit in enumerate(ds.equivalent_atoms):
         orbit_letters.setdefault(int(orbit), ds.wyckoffs[site])
     wyck = "".join(sorted(orbit_letters.values()))
-    return {"spacegroup_number": int(ds.number), "crystal_system": sga.get_crystal_system(),
-            "prototype": f"{int(ds.number)}:{wyck}"}
+    system = next(s for s, last in _LAST_NUMBER.items() if ds.number <= last)
+    return {"spacegroup_number": int(ds.number), "crystal_system": system, "prototype": f"{int(ds.number)}:{wyck}"}
 
 # %% ../nbs/04_tasks.ipynb #a53be8a6
 def _sym_cache_path(dataset: str, symprec: float) -> Path:
@@ -226,35 +231,48 @@ def _sym_cache_path(dataset: str, symprec: float) -> Path:
     return d / f"{dataset.replace(':', '__')}_symprec{symprec:g}.csv"
 
 
-def symmetry_table(dataset: str, ids: list[str], symprec: float = SYMPREC, progress: bool = True,
-                   skipped: list | None = None, flush_every: int = 250) -> pd.DataFrame:
-    "Symmetry (see `symmetry_info`) of `ids` of `dataset`, computed once and cached on disk."
-    path = _sym_cache_path(dataset, symprec)
-    cols = ["material_id", "spacegroup_number", "crystal_system", "prototype"]
-    have = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=cols)
-    have = have.drop_duplicates("material_id")
-    done = set(have.material_id.tolist())
-    todo = [m for m in dict.fromkeys(ids) if m not in done]
-    if todo:
-        load = src.structure_loader(dataset)
-        rows: list[dict] = []
+_SYM_COLUMNS = ["material_id", "spacegroup_number", "crystal_system", "prototype"]
 
-        def flush():
-            if rows:
-                pd.DataFrame(rows, columns=cols).to_csv(path, mode="a", header=not path.exists(), index=False)
-                rows.clear()
-        try:
-            for m in tqdm(todo, desc=f"symmetry {dataset}", disable=not progress):
-                try:
-                    rows.append({"material_id": m, **symmetry_info(load(m), symprec)})
-                except RecordError as e:
-                    if skipped is not None:
-                        skipped.append((m, str(e)))
-                if len(rows) >= flush_every:
-                    flush()
-        finally:
-            flush()  # keep what was computed, also on KeyboardInterrupt
-        have = pd.read_csv(path).drop_duplicates("material_id")
+def _symmetry_rows(dataset: str,  # dataset the ids belong to
+                   ids: list[str],  # material ids
+                   symprec: float):  # Å
+    "`symmetry_info` of each id: (rows, [(id, reason)] of those that failed). What one worker process runs."
+    load, rows, failed = src.structure_loader(dataset), [], []
+    for m in ids:
+        try: rows.append({"material_id": m, **symmetry_info(load(m), symprec)})
+        except RecordError as e: failed.append((m, str(e)))
+    return rows, failed
+
+
+def _symmetry_chunks(dataset, todo, symprec, chunk):
+    "Yield `(rows, failed)` per chunk of `todo`, in one process per core when there is enough work."
+    parts = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, len(parts))
+    if workers < 2 or len(todo) < 4 * chunk:
+        for p in parts: yield _symmetry_rows(dataset, p, symprec)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(_symmetry_rows, [dataset] * len(parts), parts, [symprec] * len(parts))
+
+
+def symmetry_table(dataset: str,  # dataset name (see `sources.list_datasets`)
+                   ids: list[str],  # material ids of that dataset
+                   symprec: float = SYMPREC,  # Å
+                   progress: bool = True,  # tqdm bar
+                   skipped: list | None = None,  # failures are appended here as (id, reason)
+                   chunk: int = 500,  # ids per unit of work; the cache file grows by one chunk at a time
+                  ) -> pd.DataFrame:
+    "Symmetry (see `symmetry_info`) of `ids` of `dataset`, computed once (on every core) and cached on disk."
+    path = _sym_cache_path(dataset, symprec)
+    have = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=_SYM_COLUMNS)
+    done = set(have.drop_duplicates("material_id").material_id.tolist())
+    todo = [m for m in dict.fromkeys(ids) if m not in done]
+    with tqdm(total=len(todo), desc=f"symmetry {dataset}", disable=not (progress and todo)) as bar:
+        for rows, failed in _symmetry_chunks(dataset, todo, symprec, chunk):  # an interruption keeps the chunks done
+            pd.DataFrame(rows, columns=_SYM_COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)
+            if skipped is not None: skipped.extend(failed)
+            bar.update(len(rows) + len(failed))
+    have = pd.read_csv(path).drop_duplicates("material_id") if path.exists() else have
     return have.set_index("material_id").reindex(list(dict.fromkeys(ids))).dropna().reset_index()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -29,10 +30,10 @@ from .evaluate import evaluate_probs, predict_probs, bootstrap_ci, write_json, _
 from .model import PointNet, count_parameters
 
 # %% auto #0
-__all__ = ['FAST_MALLOC_ENV', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig', 'load_config_file',
-           'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store', 'load_task_data', 'open_data',
-           'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer', 'load_model',
-           'train', 'main']
+__all__ = ['FAST_MALLOC_ENV', 'TRAINING_VERSION', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig',
+           'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store', 'load_task_data',
+           'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer',
+           'load_model', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -74,7 +75,7 @@ class TrainConfig:
     split: str = "random"               # "random", "paper", "formula", "prototype"
     fractions: tuple = (0.7, 0.15, 0.15)  # train/valid/test
     # augmentation
-    perturbation: str = "phi1"          # "phi1", "phi2", "phi3", "no_intensity"
+    perturbation: str = "phi1"          # "phi1", "phi2", "phi2_raw", "phi3", "no_intensity"
     rotation: str = "paper"             # "paper" (Euler ±π/4 for crystal systems, ±π else), "so3", "euler", "none"
     max_angle: float | None = None      # Euler bound in radians (None: by rotation mode)
     shuffle_points: bool = True         # random point order
@@ -153,11 +154,13 @@ class TrainConfig:
                     attention_layers=self.attention_layers, attention_heads=self.attention_heads)
 
 # %% ../nbs/07_train.ipynb #603f716b
+TRAINING_VERSION = "2"  # bump when the same config would train differently (2: the authors' φ2, one split per task and seed)
+
 PROFILES = {
-    "quick": dict(limit=2000, n=125, mlp=(32, 64, 128, 256), head=(128, 64), epochs=8, batch_size=32,
-                  lr=2e-3, patience=8),
-    "cpu": dict(limit=20000, n=343, mlp=(64, 128, 256, 512), head=(256, 128), epochs=25, batch_size=64,
-                lr=1e-3, patience=8),
+    "quick": dict(limit=1000, n=125, mlp=(32, 64, 128), head=(128, 64), epochs=6, batch_size=64,
+                  lr=2e-3, patience=10),
+    "full": dict(limit=None, n=343, mlp=(64, 128, 256), head=(256, 128), epochs=40, batch_size=64,
+                 lr=1e-3, patience=10),
     "gpu": dict(limit=None, n=343, mlp=(64, 128, 512, 1024), head=(1024, 512, 256, 128), epochs=150,
                 batch_size=128, lr=1e-3, patience=25, device="cuda", bf16=True),
 }
@@ -178,7 +181,7 @@ def load_config_file(path) -> dict:
     return d.get("config", d)          # a metrics.json works as a config file too
 
 def make_config(
-    profile: str | None = None,   # "quick", "cpu", "gpu" or None (dataclass defaults)
+    profile: str | None = None,   # "quick", "full", "gpu" or None (dataclass defaults)
     config_file=None,             # JSON/YAML file with fields (applied after the profile)
     **overrides,                  # fields applied last (None values are ignored)
 ) -> TrainConfig:
@@ -386,6 +389,7 @@ def train(
     progress: bool = True,      # tqdm progress bars
     store=None,                 # an already opened store (default: from the config)
     stop_after: int | None = None,  # stop (as if killed) after this many epochs in total; for testing resume
+    task_data=None,             # the TaskData the splits are made from (default: loaded from the config)
 ) -> dict:
     "Train a PointNet; returns the metrics dict also written to out_dir/metrics.json."
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
@@ -407,12 +411,12 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_json(config.to_dict(), out / "config.json")
 
-    td = None
+    td = task_data
     if store is None:          # rank 0 builds the store (cached); the others wait, then open it
         needs_task = not (config.store_path and str(config.store_path).endswith(".npz"))
         if world > 1 and not is_main:
             dist.barrier()
-        td = load_task_data(config) if needs_task else None
+        td = (td if td is not None else load_task_data(config)) if needs_task else None
         store = open_data(config, progress=progress and is_main, task_data=td)
         if world > 1 and is_main:
             dist.barrier()
@@ -489,7 +493,9 @@ def _final_metrics(out: Path, store, splits, config, state) -> dict:
     "Evaluate the best checkpoint on valid and test; write metrics.json."
     best, _ = load_model(out / "checkpoint.pt")
     y = np.asarray(store.y, dtype=np.int64)
+    test_ids = sorted(str(store.ids[i]) for i in splits["test"])
     res = {"config": config.to_dict(), "history": state["history"], "best_epoch": state["best_epoch"] + 1,
+           "split_hash": hashlib.sha256("\n".join(test_ids).encode()).hexdigest(),
            "n_parameters": count_parameters(best), "n": {k: int(len(v)) for k, v in splits.items()},
            "skipped": len(getattr(store, "skipped", []) or []), "store": getattr(store, "meta", {}),
            "store_path": str(getattr(store, "path", config.store_path or ""))}

@@ -1,4 +1,4 @@
-"""Tests of deepknet_lit.store: the fast primitive cell, building (inline, local processes, Dask), reuse, staleness,
+"""Tests of deepknet_lit.store: the cell step, building (inline, local processes, Dask), reuse, staleness,
 interruption and resume, subsets, bad inputs, and a small store of a real task from the offline mirror."""
 import json
 import warnings
@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 import deepknet_lit.store as st
 from deepknet_lit.diffraction import point_clouds
 from deepknet_lit.store import (Store, build_store, featurize_chunk, format_store_summary, list_stores, open_store,
-                                primitive_standard_structure, store_params, store_path)
+                                store_params, store_path)
 
 
 class ListTask(SimpleNamespace):
@@ -61,41 +60,17 @@ def task(prototypes):
                     classes=["one", "two", "more"], source={"name": "aflow"}, items=items)
 
 
-def same_cell(a, b):
-    if not np.allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-8) or len(a) != len(b):
-        return False
-    key = lambda s: sorted((str(x.species), *np.round(np.mod(x.frac_coords + 1e-9, 1), 6)) for x in s)
-    return key(a) == key(b)
-
-
-# ---------------------------------------------------------------- primitive standard cell
-def test_fast_primitive_cell_equals_pymatgen(prototypes):
-    sample = prototypes
-    symbols = set()
-    for s in sample:
-        sga = SpacegroupAnalyzer(s)
-        symbols.add(sga.get_space_group_symbol()[0])
-        assert same_cell(primitive_standard_structure(s), sga.get_primitive_standard_structure()), s.composition
-    assert {"P", "F", "I", "R", "C", "A"} <= symbols
-
-
-def test_general_route_when_markers_cannot_be_used(prototypes, monkeypatch):
-    monkeypatch.setattr(st, "_MARKERS", ("H", "H", "O"))  # indistinguishable markers: the ordinary route must take over
-    for s in prototypes:
-        assert same_cell(primitive_standard_structure(s), SpacegroupAnalyzer(s).get_primitive_standard_structure())
-
-
-def test_fast_path_features_equal_point_clouds(prototypes):
-    sample = prototypes
-    items = [(f"s{i}", s) for i, s in enumerate(sample)]
-    params = store_params("t", max_index=2)
-    fast = featurize_chunk(items, params, fast=True)
-    slow = featurize_chunk(items, params, fast=False)
-    ref = point_clouds(sample, max_index=2, cell="primitive", progress=False)
-    assert fast["errors"] == slow["errors"] == ref.errors == []
-    np.testing.assert_allclose(fast["features"], ref.features, atol=1e-6)
-    np.testing.assert_array_equal(slow["features"], ref.features)
-    np.testing.assert_array_equal(fast["in_sphere"], ref.in_sphere)
+# ---------------------------------------------------------------- the cell step
+def test_chunk_features_equal_point_clouds(prototypes):
+    items = [(f"s{i}", s) for i, s in enumerate(prototypes)]
+    out = featurize_chunk(items, store_params("t", max_index=2))
+    ref = point_clouds(prototypes, max_index=2, cell="primitive", progress=False)
+    assert out["errors"] == ref.errors == []
+    np.testing.assert_array_equal(out["features"], ref.features)
+    np.testing.assert_array_equal(out["in_sphere"], ref.in_sphere)
+    conv = featurize_chunk(items, store_params("t", max_index=2, cell="conventional"))
+    np.testing.assert_array_equal(conv["features"], point_clouds(prototypes, max_index=2, cell="conventional",
+                                                                 progress=False).features)
 
 
 def test_chunk_reports_bad_items_by_id():
