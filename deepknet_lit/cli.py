@@ -1,4 +1,4 @@
-"""One entry point for everything a user does from the shell: featurize CIFs, manage data, train, evaluate, predict, build the book.
+"""One entry point for everything a user does from the shell: featurize structure files, manage data, train, evaluate, predict, build the book.
 
 Docs: https://deepknet-lit.github.io/deepknet-lit/cli.html.md"""
 
@@ -16,7 +16,7 @@ __all__ = ['build_parser', 'main']
 def _featurize(a):
     from .diffraction import featurize_files
     summary = featurize_files(a.files, a.out, max_index=a.max_index, probe=a.probe, cell=a.cell,
-                              point_set=a.point_set, sphere=a.sphere)
+                              point_set=a.point_set, sphere=a.sphere, n_workers=a.workers)
     print(f"wrote {a.out}: {summary['n_ok']} point clouds, {summary['n_failed']} skipped")
     for item, reason in summary.get("errors", []): print(f"  skipped {item}: {reason}", file=sys.stderr)
     return 0 if summary["n_ok"] else 1
@@ -41,13 +41,19 @@ def _data_fetch(a):
     return 0
 
 def _data_import(a):
-    from .sources import import_dataset
+    from .sources import cache_root, import_dataset
     kw = {}
     if a.labels:
         kw = {"cgcnn": {"label_names": a.labels}, "json": {"label_keys": a.labels},
               "table": {"label_columns": a.labels}}[a.format]
     if a.structure_column and a.format == "table": kw["structure_column"] = a.structure_column
-    print(import_dataset(a.path, fmt=a.format, name=a.name or Path(a.path).stem, **kw))
+    name = a.name or Path(a.path).stem
+    rs = import_dataset(a.path, fmt=a.format, name=name, overwrite=a.overwrite, **kw)
+    print(f"user dataset {name!r}: {len(rs):,} structures imported, {len(rs.skipped):,} skipped (from {a.path})")
+    for mid, why in rs.skipped[:5]: print(f"  skipped {mid}: {why}", file=sys.stderr)
+    if len(rs.skipped) > 5:
+        meta = cache_root() / "user_datasets" / name / "meta.json"
+        print(f"  ... {len(rs.skipped) - 5:,} more skipped rows, each with its reason, in {meta}", file=sys.stderr)
     return 0
 
 def _data_stats(a):
@@ -65,7 +71,7 @@ def _data_splits(a):
 def _data_featurize(a):
     from .store import build_store, format_store_summary
     store = build_store(a.task, max_index=a.max_index, point_set=a.point_set, probe=a.probe, cell=a.cell,
-                        limit=a.limit, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers)
+                        limit=a.limit, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers, rebuild=a.rebuild)
     print(format_store_summary(store))
     return 0
 
@@ -94,11 +100,15 @@ def _evaluate(a):
     return 0
 
 def _predict(a):
-    from .predict import predict_files
-    table = predict_files(a.model, a.files, n_rotations=a.rotations)
-    if a.json: print(table.to_json(orient="records", indent=1))
+    from .predict import predict_files, write_table
+    table = predict_files(a.model, a.files, n_rotations=a.rotations, n_workers=a.workers)
+    failed = int(table["error"].notna().sum())
+    if a.out:
+        print(f"wrote {write_table(table, a.out)}: {len(table) - failed} structures predicted, {failed} failed")
+        for sid, reason in table.loc[table.error.notna(), ["id", "error"]].itertuples(index=False):
+            print(f"  failed {sid}: {reason}", file=sys.stderr)
+    elif a.json: print(table.to_json(orient="records", indent=1))
     else: print(table.to_string(index=False))
-    failed = table["error"].notna().sum() if "error" in table else 0
     return 1 if failed == len(table) else 0
 
 # %% ../nbs/13_cli.ipynb #bd270281
@@ -106,8 +116,18 @@ def _book(a):
     from .train import ensure_fast_malloc
     from .experiments import build_book
     ensure_fast_malloc()
-    html = build_book(profile=a.profile, chapters=a.chapters, html=not a.no_html)
+    html = build_book(profile=a.profile, chapters=a.chapters, html=not a.no_html, train_missing=not a.no_train)
     if html: print(f"The book is at {html}")
+    return 0
+
+def _results(a):
+    from .experiments import comparison_table, load_rows
+    rows = load_rows(a.profile)
+    if not rows:
+        print(f"no results for profile {a.profile!r}: build its book first (deepknet book --profile {a.profile})", file=sys.stderr)
+        return 1
+    if a.json: print(json.dumps(rows, indent=1, default=str))
+    else: print(comparison_table(rows).to_string(index=False, max_colwidth=60))
     return 0
 
 # %% ../nbs/13_cli.ipynb #22e578e3
@@ -117,15 +137,19 @@ def _add_featurize_flags(p, store=False):
     p.add_argument("--probe", default="xray", choices=["xray", "neutron"])
     p.add_argument("--cell", default="primitive", choices=["primitive", "conventional", "as_given"])
 
+_FILES_HELP = ("structure files or folders: CIF (every data block), POSCAR/CONTCAR, pymatgen JSON, extended XYZ (with ASE), "
+               "anything pymatgen reads")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `deepknet` argument parser."
     p = argparse.ArgumentParser(prog="deepknet", description="3D diffraction point clouds and PointNet property classification (Wang et al. 2022).")
     sub = p.add_subparsers(dest="command", required=True)
 
-    f = sub.add_parser("featurize", help="point clouds of CIF files -> .npz")
-    f.add_argument("files", nargs="+", help="CIF files")
-    f.add_argument("-o", "--out", required=True, help="output .npz")
-    f.add_argument("--sphere", action="store_true", help="drop points outside the limiting sphere |g| <= 2/lambda")
+    f = sub.add_parser("featurize", help="point clouds of structure files -> .npz or .parquet")
+    f.add_argument("files", nargs="+", help=_FILES_HELP)
+    f.add_argument("-o", "--out", required=True, help="output .npz (arrays) or .parquet (one row per structure)")
+    f.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    f.add_argument("--sphere", action="store_true", help="zero the points outside the limiting sphere |g| <= 2/lambda")
     _add_featurize_flags(f); f.set_defaults(func=_featurize)
 
     d = sub.add_parser("data", help="datasets, tasks, statistics, featurized stores")
@@ -141,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--name", default=None, help="dataset name (default: the file or folder name)")
     di.add_argument("--labels", nargs="*", default=None, help="label columns/keys to keep")
     di.add_argument("--structure-column", default=None, help="table only: the column holding CIF text or structure dicts")
+    di.add_argument("--overwrite", action="store_true", help="replace an existing user dataset of that name")
     di.set_defaults(func=_data_import)
     ds = dsub.add_parser("stats", help="counts, class balance, crystal systems of a task")
     ds.add_argument("task"); ds.add_argument("--crystal-systems", action="store_true", help="also the crystal-system distribution (parses structures)")
@@ -155,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     dz.add_argument("--seed", type=int, default=0)
     dz.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     dz.add_argument("--workers", type=int, default=None, help="local worker processes")
+    dz.add_argument("--rebuild", action="store_true", help="compute the store again even when a matching one exists")
     dz.set_defaults(func=_data_featurize)
 
     t = sub.add_parser("train", help="train a PointNet on a task")
@@ -178,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="class probabilities for new structures, e.g. metal or insulator?")
     pr.add_argument("model", help="run directory written by `deepknet train`")
-    pr.add_argument("files", nargs="+", help="CIF files"); pr.add_argument("--json", action="store_true")
+    pr.add_argument("files", nargs="+", help=_FILES_HELP)
+    pr.add_argument("-o", "--out", default=None, help="write the table to .csv, .json or .parquet (default: print it)")
+    pr.add_argument("--json", action="store_true", help="print JSON records instead of a text table")
+    pr.add_argument("--workers", type=int, default=None, help="featurizing processes (default: every core)")
     pr.add_argument("--rotations", type=int, default=8, help="random rotations averaged per structure (0: none)")
     pr.set_defaults(func=_predict)
 
@@ -186,7 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
     b.add_argument("--chapters", nargs="*", default=None, help="only these chapters (file stems)")
     b.add_argument("--no-html", action="store_true", help="execute the chapters, skip Jupyter Book")
+    b.add_argument("--no-train", action="store_true", help="build from the results on disk only; missing ones show as pending")
     b.set_defaults(func=_book)
+
+    r = sub.add_parser("results", help="the reproduction summary: every artefact, paper vs ours, verdict")
+    r.add_argument("--profile", default="full", choices=["quick", "full", "gpu"])
+    r.add_argument("--json", action="store_true", help="a JSON list of rows instead of a table")
+    r.set_defaults(func=_results)
     return p
 
 # %% ../nbs/13_cli.ipynb #6f9ccd87

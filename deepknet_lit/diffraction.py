@@ -7,20 +7,26 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/diffraction.html.md"""
 # %% auto #0
 __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERSION', 'CU_KALPHA', 'XRAY_S2_FACTOR',
            'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'ZERO_LEVEL', 'CELL_SYMPREC',
-           'CELL_ANGLE_TOLERANCE', 'normalise_intensity', 'intensity_from_features', 'miller_indices', 'point_set_size',
-           'scatterer_coefficients', 'check_structure', 'symmetry_dataset', 'standard_cell', 'PointCloud',
-           'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode', 'plot_point_cloud', 'plot_barcode',
-           'read_structure', 'featurize_files', 'lorentz_polarisation', 'powder_contributions', 'compare_with_pymatgen']
+           'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
+           'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_structure', 'symmetry_dataset',
+           'standard_cell', 'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode',
+           'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'read_structures', 'read_items',
+           'read_structure', 'featurize_items', 'featurize_files', 'lorentz_polarisation', 'powder_contributions',
+           'compare_with_pymatgen']
 
 # %% ../nbs/01_diffraction.ipynb #6f37740f
+import fnmatch
+import gzip
 import json
 import logging
 import math
 import os
 import tempfile
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 import moyopy
@@ -28,6 +34,8 @@ import numpy as np
 import pymatgen.analysis.diffraction
 from pymatgen.core import Element, Lattice, Structure
 from tqdm.auto import tqdm
+
+from . import sources
 
 # %% ../nbs/01_diffraction.ipynb #ae01ee2a
 _PMG_TABLES = Path(pymatgen.analysis.diffraction.__file__).parent
@@ -128,7 +136,7 @@ def check_structure(structure,  # pymatgen Structure
     _check_cell(structure, probe, name)
     _atoms(structure, probe, name)
 
-# %% ../nbs/01_diffraction.ipynb #da1f56a6
+# %% ../nbs/01_diffraction.ipynb #e0c747eb
 CELL_SYMPREC = 0.01  # Å, distance tolerance when finding the standard cells (pymatgen's default)
 CELL_ANGLE_TOLERANCE = 5.0  # degrees, angle tolerance (pymatgen's default)
 logging.getLogger("moyo").setLevel(logging.ERROR)  # moyopy logs a warning per crystal whose input cell is not primitive
@@ -146,7 +154,7 @@ def symmetry_dataset(structure,  # pymatgen Structure
         raise ValueError(f"{name}: no space group found at symprec={symprec} Å ({type(e).__name__}: {e})") from e
 
 
-# %% ../nbs/01_diffraction.ipynb #ef27ab47
+# %% ../nbs/01_diffraction.ipynb #42e1d399
 def standard_cell(structure,  # pymatgen Structure
                   cell="primitive",  # "primitive", "conventional" or "as_given"
                   name="structure"):  # used in error messages
@@ -415,43 +423,201 @@ def plot_barcode(clouds,  # PointCloud, features array, or a list of PointClouds
     return ax
 
 # %% ../nbs/01_diffraction.ipynb #b6db7d1a
-def read_structure(path):  # a CIF (or any format pymatgen reads)
-    "Read the first structure of a file; `ValueError` naming the file if it cannot be read."
+STRUCTURE_FILES = ("*.cif", "*.mcif", "*.cif.gz", "POSCAR*", "CONTCAR*", "*.vasp", "*.poscar", "*.json", "*.json.gz",
+                   "XDATCAR*", "vasprun*.xml", "*.xsf", "*.cssr", "*.res", "*.xyz", "*.extxyz", "*.traj")  # what a folder expands to
+_ASE_FORMATS = (".xyz", ".extxyz", ".traj")  # read by ASE (multi-frame)
+
+def _is_structure_file(path):  # Path
+    name = path.name.lower()
+    return not name.startswith(".") and any(fnmatch.fnmatch(name, p.lower()) for p in STRUCTURE_FILES)
+
+def structure_files(paths):  # files and folders, str or Path
+    "`(id, Path)` of every file to read: files as given, folders expanded (recursively, sorted); id = the path as given."
+    out, seen = [], set()
+    for p in map(Path, paths):
+        found = ([(str(p / f.relative_to(p)), f) for f in sorted(p.rglob("*")) if f.is_file() and _is_structure_file(f)]
+                 if p.is_dir() else [(str(p), p)])
+        for sid, f in found:
+            key = f.resolve() if f.exists() else sid
+            if key not in seen: seen.add(key); out.append((sid, f))  # a file named twice is read once
+    return out
+
+# %% ../nbs/01_diffraction.ipynb #34c2c2c4
+def _read_text(path):  # Path, optionally .gz
+    "The text of a file: UTF-8, else Latin-1 (old CIFs write authors' names in it; every byte decodes)."
+    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError: return data.decode("latin-1")
+
+def _json_structures(path):
+    rows = json.loads(_read_text(path))
+    rows = rows if isinstance(rows, list) else [rows]
+    if not rows or not all(isinstance(r, dict) and "lattice" in r and "sites" in r for r in rows):
+        raise ValueError("not a pymatgen structure JSON (a Structure.as_dict() or a list of them)")
+    return [Structure.from_dict(r) for r in rows]
+
+def _ase_structures(path):
+    try: from ase.io import read  # optional: only extended XYZ and ASE trajectories need it
+    except ImportError: raise ValueError(f"reading {path.suffix} files needs ASE (pip install ase)") from None
+    from pymatgen.io.ase import AseAtomsAdaptor
+    frames = read(str(path), index=":")
+    if not all(a.pbc.all() and a.cell.volume > 0 for a in frames):
+        raise ValueError("a frame has no periodic cell (a molecule, not a crystal)")
+    return [AseAtomsAdaptor.get_structure(a) for a in frames]
+
+def _read_any(path):
+    "The structures of one file: CIF blocks as text, everything else as Structures."
+    name = path.name.lower()
+    if fnmatch.fnmatch(name, "*.cif*") or fnmatch.fnmatch(name, "*.mcif*"): return sources.cif_blocks(_read_text(path))
+    if fnmatch.fnmatch(name, "*.json*"): return _json_structures(path)
+    if name.endswith(_ASE_FORMATS): return _ase_structures(path)
+    if "xdatcar" in name:
+        from pymatgen.io.vasp import Xdatcar
+        return Xdatcar(str(path)).structures
+    return [Structure.from_file(str(path))]
+
+def structure_items(path,  # one structure file
+                    sid=None):  # its id (default: the path as given)
+    "`(id, item)` per structure of a file, item = CIF text of one block (parsed later) or a Structure; ids `sid#k` if several."
+    path = Path(path); sid = str(path) if sid is None else sid
+    if not path.is_file(): raise FileNotFoundError(f"{sid}: no such file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_file(str(path))
-    except Exception as e:
-        raise ValueError(f"{path}: unreadable structure file ({type(e).__name__}: {e})") from e
+            items = _read_any(path)
+    except Exception as e:  # pymatgen, json and ASE raise many types for bad files
+        raise ValueError(f"{sid}: unreadable structure file ({type(e).__name__}: {e})") from e
+    if not items: raise ValueError(f"{sid}: no structure in the file")
+    return [(sid, items[0])] if len(items) == 1 else [(f"{sid}#{k}", it) for k, it in enumerate(items)]
 
-def featurize_files(paths,  # CIF paths
-                    out,  # output .npz path
+# %% ../nbs/01_diffraction.ipynb #46a7e162
+def _structure(item,  # CIF text of one block, or a Structure
+               sid,  # id, for messages
+               ordered=False):  # refuse partial occupancies
+    "A checked Structure (overlapping atoms, unknown elements, empty cells refused, see `deepknet_lit.sources`)."
+    if isinstance(item, str): return sources.parse_cif(item, sid, ordered=ordered)
+    return item if not (ordered or item.is_ordered) else sources.check_structure(item, sid)
+
+def read_structures(path,  # a structure file or a folder of them
+                    errors=None):  # None: raise on the first bad file or block; a list: append (id, reason) and go on
+    "Every structure in `path` as `(id, Structure)`, ids `file` or `file#k`; bad input raises `ValueError` naming it."
+    out = []
+    for sid, f in structure_files([path]):
+        try: items = structure_items(f, sid)
+        except (OSError, ValueError) as e:
+            if errors is None: raise
+            errors.append((sid, str(e))); continue
+        for iid, item in items:
+            try: out.append((iid, _structure(item, iid)))
+            except ValueError as e:
+                if errors is None: raise
+                errors.append((iid, str(e)))
+    return out
+
+def read_items(paths,  # structure files and folders
+               progress=False):  # tqdm bar over files
+    "`(items, errors, order)`: `(id, CIF text | Structure)` per structure, `(id, reason)` per unreadable file, every id in input order."
+    items, errors, order = [], [], []
+    for sid, f in tqdm(structure_files(paths), desc="reading", disable=not progress):
+        try: got = structure_items(f, sid)
+        except (OSError, ValueError) as e: errors.append((sid, str(e))); order.append(sid); continue
+        items += got; order += [i for i, _ in got]
+    return items, errors, order
+
+def read_structure(path):  # a file holding one structure
+    "The one structure of a file; `ValueError` naming the file when it holds several (use `read_structures`) or none."
+    got = read_structures(path)
+    if len(got) != 1: raise ValueError(f"{path}: the file holds {len(got)} structures; read_structures gives each its id")
+    return got[0][1]
+
+# %% ../nbs/01_diffraction.ipynb #e998babf
+def _featurize_chunk(items, settings, ordered):  # [(id, CIF text | Structure)], point_clouds kwargs, refuse disorder?
+    "Worker: (PointCloudBatch, {id: formula}) of one chunk, parsed on the fast path; bad items land in `errors`."
+    structures, ids, errors, formulas = [], [], [], {}
+    for sid, item in items:
+        try: s = _structure(item, sid, ordered)
+        except ValueError as e: errors.append((sid, str(e))); continue
+        structures.append(s); ids.append(sid); formulas[sid] = s.composition.reduced_formula
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = point_clouds(structures, ids, progress=False, **settings)
+    batch.errors[:0] = errors
+    return batch, formulas
+
+def _merge(parts, settings, order):  # [(PointCloudBatch, formulas)], point_clouds kwargs, {id: input position}
+    empty = point_clouds([], progress=False, **settings)
+    batches = [b for b, _ in parts if len(b)] or [empty]
+    errors = sorted((e for b, _ in parts for e in b.errors), key=lambda e: order.get(e[0], -1))
+    merged = PointCloudBatch(np.concatenate([b.features for b in batches]), [i for b in batches for i in b.ids],
+                             empty.hkl, errors, np.concatenate([b.in_sphere for b in batches]),
+                             np.concatenate([b.volumes for b in batches]), empty.meta)
+    return merged, {k: v for _, f in parts for k, v in f.items()}
+
+def featurize_items(items,  # [(id, CIF text | Structure)], e.g. from `structure_items`
+                    n_workers=None,  # processes (default: every core this process may use); 1 = in this process
+                    chunk_size=None,  # structures per task (default: about four tasks per worker, at most 256)
+                    ordered=False,  # refuse partial occupancies (prediction) instead of averaging the scatterers
+                    progress=True,  # tqdm bar over chunks
+                    **settings):  # point_clouds settings: max_index, point_set, probe, cell, wavelength, sphere
+    "Point clouds of many structures on all cores, in input order: `(PointCloudBatch, {id: formula})`."
+    items = list(items)
+    n_workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    size = chunk_size or max(16, min(256, -(-len(items) // (4 * n_workers))))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    args = (repeat(settings), repeat(ordered))
+    bar = dict(total=len(chunks), desc="featurizing", disable=not progress)
+    if n_workers <= 1 or len(chunks) <= 1:
+        parts = [_featurize_chunk(c, settings, ordered) for c in tqdm(chunks, **bar)]
+    else:
+        with ProcessPoolExecutor(min(n_workers, len(chunks))) as pool:
+            parts = list(tqdm(pool.map(_featurize_chunk, chunks, *args), **bar))
+    return _merge(parts, settings, {sid: k for k, (sid, _) in enumerate(items)})
+
+# %% ../nbs/01_diffraction.ipynb #00e7521e
+def _write_atomic(out, write):  # Path, function(tmp_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try: write(tmp); os.chmod(tmp, 0o644); os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+
+def _write_parquet(tmp, batch, formulas, errors, ids):  # one row per input structure, in input order
+    import pyarrow as pa, pyarrow.parquet as pq
+    ok, why = {i: k for k, i in enumerate(batch.ids)}, dict(errors)
+    flat = batch.features.reshape(len(batch.ids), -1)
+    table = pa.table({"id": ids, "formula": [formulas.get(i) for i in ids],
+                      "volume": [float(batch.volumes[ok[i]]) if i in ok else None for i in ids],
+                      "features": pa.array([flat[ok[i]] if i in ok else None for i in ids], pa.list_(pa.float32())),
+                      "error": [why.get(i) for i in ids]})
+    meta = {b"deepknet": json.dumps({**batch.meta, "hkl": batch.hkl.tolist(), "shape": [len(batch.hkl), 4]}).encode()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), tmp)
+
+def featurize_files(paths,  # structure files and folders (CIF, POSCAR, pymatgen JSON, extended XYZ, ...)
+                    out,  # output .npz or .parquet
                     max_index=3,  # cube half-width k
                     probe="xray",  # "xray" or "neutron"
                     cell="primitive",  # "primitive", "conventional" or "as_given"
                     point_set="cube",  # "cube", "axes" or "axes+origin"
                     sphere=False,  # zero the points outside the limiting sphere
                     wavelength=CU_KALPHA,  # Å
-                    progress=True):
-    "Featurise structure files into one .npz (features, ids, hkl, errors); returns a summary dict."
-    paths = [Path(p) for p in paths]
-    structures, ids, errors = [], [], []
-    for p in tqdm(paths, desc="reading", disable=not progress):
-        try: structures.append(read_structure(p)); ids.append(p.stem)
-        except ValueError as e: errors.append((p.stem, str(e)))
-    batch = point_clouds(structures, ids, max_index, point_set, probe, cell, wavelength, sphere, progress=progress)
-    errors += batch.errors
+                    progress=True,  # progress bars
+                    n_workers=None,  # processes (default: every core)
+                    chunk_size=None):  # structures per task
+    "Featurise every structure in `paths` into one .npz or .parquet; returns a summary dict (n_ok, n_failed, errors)."
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, features=batch.features, ids=np.array(batch.ids, dtype=str), hkl=batch.hkl,
-                            in_sphere=batch.in_sphere, volumes=batch.volumes,
-                            errors=np.array(errors, dtype=str).reshape(-1, 2), meta=json.dumps(batch.meta))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    if out.suffix not in (".npz", ".parquet"): raise ValueError(f"{out}: write .npz or .parquet")
+    items, errors, order = read_items(paths, progress)
+    batch, formulas = featurize_items(items, n_workers, chunk_size, progress=progress, max_index=max_index,
+                                      point_set=point_set, probe=probe, cell=cell, wavelength=wavelength, sphere=sphere)
+    rank = {sid: k for k, sid in enumerate(order)}
+    errors = sorted(errors + batch.errors, key=lambda e: rank.get(e[0], -1))
+    if out.suffix == ".parquet":
+        _write_atomic(out, lambda tmp: _write_parquet(tmp, batch, formulas, errors, order))
+    else:
+        _write_atomic(out, lambda tmp: np.savez_compressed(
+            tmp, features=batch.features, ids=np.array(batch.ids, dtype=str), hkl=batch.hkl, in_sphere=batch.in_sphere,
+            volumes=batch.volumes, errors=np.array(errors, dtype=str).reshape(-1, 2), meta=json.dumps(batch.meta)))
     return dict(out=str(out), n_ok=len(batch.ids), n_failed=len(errors), errors=errors)
 
 # %% ../nbs/01_diffraction.ipynb #fd2f2e4d

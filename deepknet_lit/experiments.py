@@ -17,17 +17,21 @@ from .evaluate import write_json
 from .sources import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
-from .tasks import load_task
+from .tasks import load_task, split_hash
 from .train import PROFILES, TRAINING_VERSION, make_config, train
 
 # %% auto #0
-__all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'BOOK_DIR', 'book_profile', 'results_dir', 'config_key', 'mean_std', 'compare_row',
-           'comparison_table', 'save_table', 'load_tables', 'select_points', 'experiment_config', 'experiment_task',
-           'experiment_store', 'drop_materials', 'experiment_key', 'run_experiment', 'run_grid', 'cached',
-           'profile_note', 'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
+__all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'TRIGONAL_SETTINGS',
+           'HYPERPARAMETER_VARIANTS', 'BOOK_DIR', 'book_profile', 'parse_list', 'results_dir', 'config_key',
+           'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows',
+           'beats', 'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store',
+           'drop_materials', 'training_allowed', 'experiment_key', 'run_experiment', 'run_grid', 'run_baseline',
+           'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached', 'profile_note',
+           'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
 
 # %% ../nbs/12_experiments.ipynb #e80dfcfe
 PAPER = {
+    "data": {"retrieved": "2021-10-30", "n_materials": 139367},  # Sec. II and Ref. [4]: MP data retrieved Oct 30, 2021
     "table1": {  # Table I: compounds per task and class balance (MP, October 2021)
         "metallicity": {"total": 74108, "metal": 36451, "insulator": 37657},
         "bulk_modulus": {"total": 13176, "positive": 6582},   # B > 85 GPa
@@ -85,6 +89,20 @@ def book_profile(profile: str) -> dict:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(GRIDS)}")
     return {**GRIDS[profile], "train": PROFILES[profile]}
 
+# %% ../nbs/12_experiments.ipynb #973ab9b1
+def parse_list(value,  # None, a list/tuple, a single value, or a string: YAML/JSON list or comma-separated
+               default,  # what None means
+               kind=str,  # type of each element
+              ) -> list:
+    "A chapter's list parameter as a list of `kind`."
+    import yaml
+    if value is None: return [kind(v) for v in default]
+    if isinstance(value, str):
+        parsed = yaml.safe_load(value) if value.strip().startswith("[") else None
+        value = parsed if isinstance(parsed, list) else [v.strip() for v in value.split(",") if v.strip()]
+    elif not isinstance(value, (list, tuple)): value = [value]
+    return [kind(v) for v in value]
+
 # %% ../nbs/12_experiments.ipynb #ae25a732
 REPO_ROOT = Path(deepknet_lit.__file__).resolve().parents[1]
 
@@ -103,47 +121,120 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 # %% ../nbs/12_experiments.ipynb #059dc3c1
-def mean_std(values) -> tuple[float, float]:
-    "Mean and sample standard deviation (0 for one value) of a list of numbers."
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if v.size == 0: return (math.nan, math.nan)
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+Z95 = 1.959964  # two-sided 95 % normal quantile
 
-def compare_row(artefact: str, paper, ours: list, paper_std: float | None = None, reason: str = "") -> dict:
-    "One row of a comparison table: `ours` is the list of per-seed values."
-    m, s = mean_std(ours)
-    row = dict(artefact=artefact, paper=paper, ours=m, ours_std=s, n_seeds=len(ours))
-    if paper is None or not np.isfinite(m):
-        row.update(diff=math.nan, within_noise=None, reason=reason or ("the paper states no value" if paper is None else "no result"))
-        return row
-    tol = 2 * math.sqrt(s ** 2 + (paper_std if paper_std is not None else 0.01) ** 2)
-    row.update(diff=m - paper, within_noise=bool(abs(m - paper) <= tol), reason="" if abs(m - paper) <= tol else reason)
-    return row
+def _spread(record: dict, metric: str, part: str) -> float:
+    "Test-set sampling SD of one run's `metric`: its bootstrap SD, else the binomial SE of an accuracy."
+    r = record[part]
+    ci = r.get(f"{metric}_ci") or {}
+    if ci.get("std") is not None and math.isfinite(ci["std"]): return float(ci["std"])
+    if metric in ("accuracy", "balanced_accuracy") and r.get("n"):
+        v = float(r[metric]); return math.sqrt(max(v * (1 - v), 0.0) / int(r["n"]))
+    return 0.0
+
+def summarize(records: list,  # result records (from `run_experiment` or a baseline), one per seed
+              metric: str = "roc_auc",  # a scalar metric of the records' `part`
+              part: str = "test",  # "test" or "valid"
+             ) -> dict:
+    "Mean over seeds, its standard error (seed spread and test bootstrap combined) and the 95 % interval."
+    recs = [r for r in records if r is not None and math.isfinite(r[part].get(metric, math.nan))]
+    if not recs: return dict(ours=math.nan, sd=math.nan, low=math.nan, high=math.nan, seeds=0)
+    a = np.array([r[part][metric] for r in recs], dtype=float)
+    boot = np.array([_spread(r, metric, part) for r in recs])
+    s2 = a.var(ddof=1) if len(a) > 1 else 0.0
+    se = math.sqrt((s2 + float((boot ** 2).mean())) / len(a))
+    m = float(a.mean())
+    return dict(ours=m, sd=se, low=m - Z95 * se, high=m + Z95 * se, seeds=len(a))
+
+def verdict(paper, low: float, high: float) -> str:
+    "Where the paper's number lies relative to our interval."
+    if paper is None or not math.isfinite(low): return "no paper number" if paper is None else "no result yet"
+    return "paper inside our interval" if low <= paper <= high else ("paper above" if paper > high else "paper below")
+
+# %% ../nbs/12_experiments.ipynb #569958e4
+ROW_KEYS = ("artefact", "task", "n", "perturbation", "model", "metric", "paper", "ours", "sd", "low", "high", "seeds",
+            "verdict", "note")
+_TASK_SIZES: dict = {}
+
+def data_note(task: str) -> str:
+    "How our data for `task` differ from the paper's (size, snapshot, class balance), in one line."
+    paper = {**PAPER["table1"], "crystal_system": PAPER["crystal_system"]}.get(task)
+    if task not in _TASK_SIZES:
+        t = load_task(task)
+        _TASK_SIZES[task] = (len(t), float(np.mean(t.y == (0 if task == "metallicity" else 1))))
+    n, frac = _TASK_SIZES[task]
+    if paper is None: return f"ours: {n:,} materials (MP-derived mirrors, pre-2021 snapshots)"
+    note = f"ours {n:,} vs paper {paper['total']:,} materials ({n / paper['total']:.0%}), MP-derived mirrors older than the paper's Oct 2021 data"
+    pos = paper.get("metal", paper.get("positive"))
+    if pos is not None: note += f"; positive class {frac:.0%} vs {pos / paper['total']:.0%}"
+    return note
+
+def compare(artefact: str,  # the paper's figure or table, e.g. "Fig. 4a"
+            records: list,  # one result record per seed (None for a missing one)
+            paper=None,  # the paper's number, or None when it states none
+            metric: str = "roc_auc",  # the metric compared
+            task: str | None = None, n: int | None = None, perturbation: str | None = None,  # what was run
+            model: str = "pointnet",  # pointnet, xgboost, rf, majority or density
+            note: str | None = None,  # default: `data_note(task)` when the verdict is not "inside"
+           ) -> dict:
+    "One comparison row (keys `ROW_KEYS`)."
+    row = dict(artefact=artefact, task=task, n=n, perturbation=perturbation, model=model, metric=metric,
+               paper=paper, **summarize(records, metric))
+    row["verdict"] = verdict(paper, row["low"], row["high"])
+    if note is None: note = data_note(task) if task and row["verdict"] in ("paper above", "paper below") else ""
+    row["note"] = note
+    return {k: row[k] for k in ROW_KEYS}
 
 def _fmt(v) -> str:
     "Counts with thousands separators, scores with three decimals, '–' for a missing value."
-    if v is None or not np.isfinite(v): return "–"
+    if v is None or (isinstance(v, float) and not math.isfinite(v)): return "–"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
 
-def comparison_table(rows: list[dict]) -> pd.DataFrame:
-    "Rows from `compare_row` as a table of formatted numbers ('ours' as mean ± std when there are several seeds)."
+def comparison_table(rows: list) -> pd.DataFrame:
+    "Rows from `compare` as a readable table of formatted strings (no index, no None)."
+    if not rows: return pd.DataFrame(columns=["artefact", "model", "paper", "ours", "95 % interval", "seeds", "verdict", "note"])
     df = pd.DataFrame(rows)
-    if df.empty: return df
-    df["ours (mean ± std)"] = [_fmt(m) if k < 2 or not np.isfinite(m) else f"{_fmt(m)} ± {_fmt(s)}"
-                               for m, s, k in zip(df.ours, df.ours_std, df.n_seeds)]
-    df["paper"] = [_fmt(v) for v in df.paper]
-    df["diff"] = [_fmt(v) for v in df["diff"]]
-    return df[["artefact", "paper", "ours (mean ± std)", "n_seeds", "diff", "within_noise", "reason"]]
+    what = [" · ".join(str(x) for x in (r.task, f"n = {r.n}" if r.n else None, r.perturbation) if x)
+            for r in df.itertuples()]
+    return pd.DataFrame({"artefact": df.artefact, "what": what, "model": df.model, "metric": df.metric,
+                         "paper": [_fmt(v) for v in df.paper], "ours": [_fmt(v) for v in df.ours],
+                         "95 % interval": [f"{_fmt(a)} – {_fmt(b)}" if math.isfinite(a) else "–" for a, b in zip(df.low, df.high)],
+                         "seeds": df.seeds.astype(int), "verdict": df.verdict, "note": df.note.fillna("")})
+
+def show_table(rows: list):
+    "`comparison_table(rows)` styled for the book: no index column, text wrapped, never truncated."
+    return comparison_table(rows).style.hide(axis="index").set_properties(**{"white-space": "normal", "text-align": "left"})
 
 # %% ../nbs/12_experiments.ipynb #26524c03
-def save_table(profile: str, chapter: str, table: pd.DataFrame) -> Path:
-    "Store a chapter's comparison table so the summary chapter can gather them all."
-    return write_json(json.loads(table.to_json(orient="records")), results_dir(profile) / "tables" / f"{chapter}.json")
+def save_rows(profile: str,  # results folder
+              chapter: str,  # the chapter's stem, e.g. "04_points_sweep"
+              rows: list,  # rows from `compare`
+             ) -> Path:
+    "Store a chapter's comparison rows, so that the summary chapter and `deepknet results` can gather them all."
+    return write_json(list(rows), results_dir(profile) / "tables" / f"{chapter}.json")
 
-def load_tables(profile: str) -> dict[str, pd.DataFrame]:
-    "Every chapter's comparison table for `profile`, by chapter."
+def load_rows(profile: str) -> list:
+    "Every chapter's comparison rows for `profile`, in chapter order, each with its `chapter`."
     d = results_dir(profile) / "tables"
-    return {p.stem: pd.DataFrame(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))} if d.exists() else {}
+    return [dict(r, chapter=p.stem) for p in sorted(d.glob("*.json")) for r in json.loads(p.read_text())] if d.exists() else []
+
+# %% ../nbs/12_experiments.ipynb #8442ada0
+def beats(a: dict, b: dict) -> str:
+    "'beats', 'ties' or 'loses to': row `a` against row `b`, by their 95 % intervals."
+    if not (math.isfinite(a["low"]) and math.isfinite(b["low"])): return "cannot yet be compared with"
+    return "beats" if a["low"] > b["high"] else ("loses to" if a["high"] < b["low"] else "ties")
+
+def opening(rows: list) -> str:
+    "One sentence: how the paper's numbers among `rows` sit against our intervals, and what is still missing."
+    v = pd.Series([r["verdict"] for r in rows], dtype=object)
+    pending = int((v == "no result yet").sum())
+    inside, above, below = (int((v == k).sum()) for k in ("paper inside our interval", "paper above", "paper below"))
+    k = inside + above + below
+    if k + pending == 0: return "The paper states no number for this chapter's estimates; the comparison is qualitative."
+    if k == 0: return f"None of the {pending} number(s) the paper states here is computed yet."
+    text = (f"Of the {k} number{'s' if k != 1 else ''} the paper states here that we have reproduced, {inside} "
+            f"{'lie' if inside != 1 else 'lies'} inside our 95 % intervals, {above} above and {below} below.")
+    return text + (f" {pending} more are not computed yet." if pending else "")
 
 # %% ../nbs/12_experiments.ipynb #b26b9ccb
 def select_points(store: Store,  # a store featurized on a point set that contains the wanted one
@@ -201,6 +292,12 @@ def drop_materials(store: Store,  # an open store
     return out
 
 # %% ../nbs/12_experiments.ipynb #757172d8
+TRAIN_ENV = "DEEPKNET_TRAIN_MISSING"  # "0": a missing result is reported missing (None), never trained
+
+def training_allowed() -> bool:
+    "Whether a missing result may be computed now (`DEEPKNET_TRAIN_MISSING` is not '0')."
+    return os.environ.get(TRAIN_ENV, "1") != "0"
+
 def experiment_key(config, exclude: list, task) -> str:
     "The cache key of an experiment: configuration, held-out ids, data fingerprint, featurizer and training versions."
     return config_key({"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
@@ -215,13 +312,14 @@ def run_experiment(task: str,  # task name
                    exclude: list | None = None,  # material ids held out of train, validation and test
                    force: bool = False,  # retrain even when the result exists
                    progress: bool = True,  # progress bars
-                   **overrides) -> dict:  # TrainConfig fields
-    "Train (or load the cached result of) one experiment; returns its result record."
+                   **overrides) -> dict | None:  # TrainConfig fields
+    "Train (or load the cached result of) one experiment; its result record (None: missing, training not allowed)."
     config = experiment_config(task, n, probe, perturbation, seed, profile, **overrides)
     exclude = sorted(set(map(str, exclude or [])))
     key = experiment_key(config, exclude, experiment_task(config))
     path = results_dir(profile) / task / f"{key}.json"
     if path.exists() and not force: return json.loads(path.read_text())
+    if not training_allowed(): return None
     run_dir = cache_root() / "runs" / profile / key
     t0 = time.time()
     store = experiment_store(config, progress)
@@ -236,16 +334,142 @@ def run_experiment(task: str,  # task name
     write_json(record, path)
     return record
 
-def run_grid(experiments: list[dict], profile: str = "quick", progress: bool = True, **overrides) -> pd.DataFrame:
-    "Run a list of experiments (dicts of run_experiment arguments); one row per run with its test metrics."
+def run_grid(experiments: list[dict],  # dicts of `run_experiment` arguments
+             profile: str = "quick",  # "quick", "full" or "gpu"
+             progress: bool = True,  # a bar over the experiments
+             **overrides) -> pd.DataFrame:  # arguments applied to every experiment
+    "Run a list of experiments; one row per experiment asked for: its settings, test metrics and `record` (None if missing)."
     from tqdm.auto import tqdm
     rows = []
     for e in tqdm(experiments, desc=f"experiments ({profile})", disable=not progress):
         r = run_experiment(profile=profile, progress=False, **{**overrides, **e})
-        t = r["test"]
-        rows.append({**r["experiment"], "roc_auc": t.get("roc_auc"), "accuracy": t.get("accuracy"),
-                     "balanced_accuracy": t.get("balanced_accuracy"), "f1": t.get("f1"), "key": r["key"]})
+        t = r["test"] if r else {}
+        rows.append({"task": e.get("task"), "n": e.get("n", 343), "perturbation": e.get("perturbation", "phi1"),
+                     "seed": e.get("seed", 0), "roc_auc": t.get("roc_auc", math.nan), "accuracy": t.get("accuracy", math.nan),
+                     "record": r})
     return pd.DataFrame(rows)
+
+# %% ../nbs/12_experiments.ipynb #6fd57b0c
+BASELINES = ("majority", "density", "xgboost", "rf")
+
+def _majority(store, split: dict) -> dict:
+    "Train-set class frequencies as every test material's probabilities."
+    from deepknet_lit.evaluate import evaluate_probs
+    y = np.asarray(store.y, dtype=int)
+    freq = np.bincount(y[split["train"]], minlength=len(store.classes)) / len(split["train"])
+    out = {}
+    for part in ("valid", "test"):
+        out[part] = evaluate_probs(y[split[part]], np.tile(freq, (len(split[part]), 1)), list(store.classes))
+    return dict(out, best_params=None)
+
+def _origin_only(store):
+    "The store reduced to its (000) point: one feature, the squared mean electron density."
+    o = [i for i, h in enumerate(np.asarray(store.hkl)) if not np.any(h)]
+    return dataclasses.replace(store, features=np.asarray(store.features)[:, o], hkl=np.asarray(store.hkl)[o],
+                               in_sphere=np.asarray(store.in_sphere)[:, o])
+
+def run_baseline(task: str,  # task name
+                 model: str = "xgboost",  # one of BASELINES
+                 seed: int = 0,  # the split's seed (and the ensembles' random state)
+                 profile: str = "quick",  # which profile's store and split
+                 n: int = 343,  # diffraction points of the bar code
+                 grid: str | None = None,  # tree grid: default "small" for quick, "paper" (Table IV) otherwise
+                 force: bool = False,  # recompute even when the result exists
+                 progress: bool = False,  # bar over the grid
+                ) -> dict | None:
+    "A floor or tree baseline on the network's split, cached like an experiment (None: missing, training not allowed)."
+    from deepknet_lit.baselines import fit_baseline
+    from deepknet_lit.train import split_indices
+    if model not in BASELINES: raise ValueError(f"unknown baseline {model!r}; use one of {BASELINES}")
+    config = experiment_config(task, n=n, seed=seed, profile=profile)
+    grid = None if model in ("majority", "density") else (grid or ("small" if profile == "quick" else "paper"))
+    task_data = experiment_task(config)
+    key = config_key({"baseline": model, "grid": grid, "config": config.to_dict(), "data": task_fingerprint(task_data),
+                      "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
+    path = results_dir(profile) / "baselines" / task / f"{key}.json"
+    if path.exists() and not force: return json.loads(path.read_text())
+    if not training_allowed(): return None
+    t0 = time.time()
+    store = experiment_store(config, progress)
+    split = split_indices(store, config, task_data)
+    if model == "majority": res = _majority(store, split)
+    else:
+        res = fit_baseline(_origin_only(store) if model == "density" else store, split,
+                           kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2, progress=progress)
+    record = dict(key=key, profile=profile, experiment=dict(task=task, n=n, model=model, seed=seed, grid=grid),
+                  data=task_fingerprint(task_data), featurizer=FEATURIZER_VERSION, training=TRAINING_VERSION,
+                  split_hash=split_hash(store.ids[i] for i in split["test"]), seconds=round(time.time() - t0, 1),
+                  best_params=res.get("best_params"), valid=res["valid"], test=res["test"])
+    write_json(record, path)
+    return record
+
+# %% ../nbs/12_experiments.ipynb #2a8c80c0
+SMALL_TASKS = ("bulk_modulus", "shear_modulus", "stability")  # minutes per run on 2 cores (metallicity: ~20)
+TRIGONAL_SETTINGS = {"n3_no_intensity": dict(n=3, perturbation="no_intensity"), "n3": dict(n=3), "n27": dict(n=27)}
+HYPERPARAMETER_VARIANTS = {"dropout 0.4": dict(dropout=0.4), "SGD, lr 0.01": dict(optimizer="sgd", lr=0.01),
+                           "mean pooling": dict(pooling="mean"), "self-attention pooling": dict(pooling="attention")}
+
+def is_abo3(formula: str) -> bool:
+    "An ABO₃ oxide: one A, one B, three O per formula unit (the family of Table II)."
+    from pymatgen.core import Composition
+    c = Composition(formula).reduced_composition
+    return len(c.elements) == 3 and c.get("O", 0) == 3 and all(c[e] == 1 for e in c.elements if e.symbol != "O")
+
+def perovskite_ids(task: str = "metallicity") -> list:
+    "Ids of the ABO₃ oxides of `task` (held out for Table II)."
+    t = load_task(task)
+    return [str(t.ids[i]) for i, f in enumerate(t.formulas) if is_abo3(f)]
+
+def _net(**kw): return dict(kind="pointnet", **kw)
+def _base(**kw): return dict(kind="baseline", **kw)
+
+def plan(profile: str = "full") -> list:
+    "Every job the book of `profile` needs, in the order to run them."
+    g = book_profile(profile)
+    seeds, tasks_ = list(g["seeds"]), list(g["tasks"])
+    small = [t for t in tasks_ if t in SMALL_TASKS]
+    big = [t for t in tasks_ if t not in SMALL_TASKS]
+    jobs = [_net(task=t, n=343, perturbation="phi1", seed=s) for s in seeds for t in small + big]
+    jobs += [_base(task=t, model=m, seed=s) for m in ("majority", "density", "xgboost") for s in seeds for t in small + big]
+    jobs += [_net(task="crystal_system", n=3, perturbation="no_intensity", cell="conventional", seed=s) for s in seeds]
+    jobs += [_net(task="trigonal_hexagonal", cell="conventional", seed=s, **kw) for kw in TRIGONAL_SETTINGS.values() for s in seeds]
+    for ts in (small, big):
+        jobs += [_net(task=t, n=343, perturbation=p, seed=s) for p in g["perturbations"] if p != "phi1" for s in seeds for t in ts]
+        jobs += [_net(task=t, n=n, perturbation="phi1", seed=s) for n in g["n_values"] if n != 343 for s in seeds for t in ts]
+    jobs += [_net(task="metallicity", n=343, seed=s, exclude="perovskites") for s in seeds]
+    jobs += [_net(task="metallicity", n=125, seed=s, mlp=(64, 128, 256, 32), head=(128, 64)) for s in seeds[:1]]
+    jobs += [_base(task=t, model="rf", seed=s) for s in seeds for t in small + big]
+    jobs += [_net(task="metallicity", n=343, seed=seeds[0], **kw) for kw in HYPERPARAMETER_VARIANTS.values()]
+    return [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
+
+def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
+    "Run (or load) one job of `plan`."
+    kw = {k: v for k, v in job.items() if k != "kind"}
+    if job["kind"] == "baseline": return run_baseline(profile=profile, progress=progress, **kw)
+    if kw.get("exclude") == "perovskites": kw["exclude"] = perovskite_ids(kw["task"])
+    return run_experiment(profile=profile, progress=progress, **kw)
+
+def missing(profile: str = "full") -> list:
+    "The jobs of `plan(profile)` that have no result yet."
+    old = os.environ.get(TRAIN_ENV)
+    os.environ[TRAIN_ENV] = "0"
+    try: return [j for j in plan(profile) if run_job(j, profile) is None]
+    finally:
+        if old is None: del os.environ[TRAIN_ENV]
+        else: os.environ[TRAIN_ENV] = old
+
+def run_missing(profile: str = "full", log=print) -> int:
+    "Compute every missing job of `profile`, one at a time; returns how many failed (each failure is logged)."
+    todo, failed = missing(profile), 0
+    for i, job in enumerate(todo):
+        t0 = time.time()
+        log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
+        try:
+            r = run_job(job, profile)
+            log(f"    test ROC-AUC {r['test'].get('roc_auc', math.nan):.4f}, accuracy {r['test'].get('accuracy', math.nan):.4f}, {time.time() - t0:.0f} s")
+        except Exception as e:  # one bad job does not stop the queue; it stays missing and is retried next time
+            failed += 1; log(f"    FAILED: {type(e).__name__}: {e}")
+    return failed
 
 # %% ../nbs/12_experiments.ipynb #278ddbd7
 def cached(profile: str,  # results folder (see `results_dir`)
@@ -253,11 +477,12 @@ def cached(profile: str,  # results folder (see `results_dir`)
            params: dict,  # everything the result depends on (include the data: `store.task_fingerprint(task)`)
            compute,  # () -> JSON-able result
            force: bool = False,  # recompute even when the result exists
-          ) -> dict:
-    "Return the JSON result of `compute()` for `params`, computing and storing it only when missing."
+          ) -> dict | None:
+    "The JSON result of `compute()` for `params`, computed and stored only when missing (None: missing, not allowed)."
     key = config_key({"kind": kind, "params": params, "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
     path = results_dir(profile) / kind / f"{key}.json"
     if path.exists() and not force: return json.loads(path.read_text())
+    if not training_allowed(): return None
     result = {"key": key, "kind": kind, "params": params, "result": compute()}
     write_json(result, path)
     return json.loads(path.read_text())
@@ -305,8 +530,14 @@ def show_effective_parameters(path: Path) -> None:
         if "parameters" in tags and "remove-cell" not in tags: c.metadata["tags"] = tags + ["remove-cell"]
     nbformat.write(nb, str(path))
 
-def build_book(profile: str = "quick", chapters=None, html: bool = True, book_dir: Path = BOOK_DIR) -> Path | None:
+def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
+               chapters=None,  # chapter stems to execute (default: all)
+               html: bool = True,  # also build the HTML with Jupyter Book
+               book_dir: Path = BOOK_DIR,  # the book's folder
+               train_missing: bool = True,  # compute missing results (False: they show as pending)
+              ) -> Path | None:
     "Execute the chapters for `profile` and build the HTML book; returns the path of its index page."
+    os.environ[TRAIN_ENV] = "1" if train_missing else "0"  # the chapters' kernels inherit it
     from tqdm.auto import tqdm
     book_profile(profile)
     book_dir = Path(book_dir)

@@ -1,4 +1,4 @@
-"""Class probabilities for structures or CIF files from a trained run, featurized exactly as the model was trained, averaged over a few seeded rotations.
+"""Class probabilities for structures or structure files (CIF, POSCAR, JSON, ...) from a trained run, featurized exactly as the model was trained, averaged over a few seeded rotations.
 
 Docs: https://deepknet-lit.github.io/deepknet-lit/predict.html.md"""
 
@@ -7,6 +7,9 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/predict.html.md"""
 # %% ../nbs/11_predict.ipynb #c8916e38
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -15,9 +18,12 @@ import pandas as pd
 import torch
 from pymatgen.core import Structure
 
+from .augment import augment, resolve_rotation
+from .diffraction import featurize_items, read_items
+
 # %% auto #0
-__all__ = ['DISORDER_MESSAGE', 'featurize_settings', 'class_names', 'predict_features', 'load_run', 'predict_structures',
-           'read_structure', 'predict_files']
+__all__ = ['featurize_settings', 'class_names', 'structure_rng', 'rotation_probs', 'predict_features', 'load_run',
+           'predict_structures', 'predict_files', 'write_table']
 
 # %% ../nbs/11_predict.ipynb #60f1b9d0
 def _cfg(config) -> dict:
@@ -54,26 +60,6 @@ def class_names(
     return names if len(names) == n_classes else [f"c{i}" for i in range(n_classes)]
 
 # %% ../nbs/11_predict.ipynb #d2f1cdc7
-def predict_features(
-    model: torch.nn.Module,  # a trained PointNet
-    features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
-    config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
-    n_rotations: int = 8,  # seeded random transforms to average over; 0 = no rotation
-    seed: int = 0,  # seed of the first transform (the r-th uses seed + r)
-    batch_size: int = 256,  # materials per forward pass
-) -> np.ndarray:  # (N, k) class probabilities
-    "Softmax probabilities averaged over `n_rotations` seeded random rotations (as in evaluation)."
-    from deepknet_lit.evaluate import predict_probs
-    c = _cfg(config) if config is not None else dict(rotation="so3")
-    features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 3:
-        raise ValueError(f"features must have shape (N, n, C), got {features.shape}")
-    if n_rotations <= 0:
-        c = {**c, "rotation": "none", "shuffle_points": False}
-    runs = [predict_probs(model, features, c, seed=seed + r, batch_size=batch_size) for r in range(max(1, n_rotations))]
-    return np.mean(runs, axis=0)
-
-# %% ../nbs/11_predict.ipynb #db0769d5
 def _n_outputs(model: torch.nn.Module) -> int:
     "Number of classes the model predicts (from its hparams, else its last linear layer)."
     hp = getattr(model, "hparams", None)
@@ -82,6 +68,55 @@ def _n_outputs(model: torch.nn.Module) -> int:
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
+def structure_rng(
+    features: np.ndarray,  # (n, C) one structure's point cloud
+    seed: int = 0,  # the run's evaluation seed
+) -> np.random.Generator:
+    "A generator for one structure's test-time transforms: seeded by `seed` and a hash of its point cloud, never its batch."
+    digest = hashlib.blake2b(np.ascontiguousarray(features, dtype=np.float32).tobytes(), digest_size=16).digest()
+    return np.random.default_rng([int(seed), *np.frombuffer(digest, dtype=np.uint32).tolist()])
+
+
+def rotation_probs(
+    model: torch.nn.Module,  # a trained PointNet
+    features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
+    config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
+    n_rotations: int = 8,  # seeded random transforms per structure; 0 = the cloud as featurized
+    seed: int = 0,  # evaluation seed, combined with each structure's hash
+    batch_size: int = 1024,  # point clouds (structures × rotations) per forward pass
+) -> np.ndarray:  # (N, max(1, n_rotations), k) class probabilities of every transform
+    "Softmax probabilities of every structure under each of its own seeded transforms."
+    c = _cfg(config) if config is not None else dict(rotation="so3")
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 3:
+        raise ValueError(f"features must have shape (N, n, C), got {features.shape}")
+    mode, angle = resolve_rotation(c.get("rotation", "so3"), c.get("max_angle"), c.get("task"))
+    shuffle, R = bool(c.get("shuffle_points", True)), max(1, n_rotations)
+    if n_rotations <= 0:
+        mode, shuffle = "none", False
+    per, device, out = max(1, batch_size // R), next(model.parameters()).device, []
+    model.eval()
+    with torch.inference_mode():
+        for s in range(0, len(features), per):
+            x = torch.cat([augment(torch.from_numpy(f).expand(R, *f.shape).clone(), structure_rng(f, seed), mode, angle,
+                                   shuffle, c.get("perturbation", "phi1")) for f in features[s:s + per]])
+            p = torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy()  # (structures · R, k)
+            out.append(p.reshape(-1, R, p.shape[-1]))
+    return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
+
+
+def predict_features(
+    model: torch.nn.Module,  # a trained PointNet
+    features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
+    config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
+    n_rotations: int = 8,  # seeded random transforms to average over; 0 = no rotation
+    seed: int = 0,  # evaluation seed (see `structure_rng`)
+    batch_size: int = 1024,  # point clouds per forward pass
+) -> np.ndarray:  # (N, k) class probabilities
+    "Softmax probabilities averaged over each structure's `n_rotations` seeded random transforms."
+    return rotation_probs(model, features, config, n_rotations, seed, batch_size).mean(axis=1)
+
+# %% ../nbs/11_predict.ipynb #db0769d5
 def load_run(
     model_dir,  # a run directory from `train`, a checkpoint file, or an already loaded (model, config) pair
 ):
@@ -101,8 +136,20 @@ def load_run(
     return model.eval(), config
 
 
-DISORDER_MESSAGE = ("partial occupancies; the models are trained on ordered crystals, so order the structure first "
-                    "(e.g. pymatgen's OrderDisorderedStructureTransformation)")
+def _table(model, config, order, batch, formulas, errors, n_rotations, seed) -> pd.DataFrame:
+    "One row per id of `order`: id, formula, predicted, probability, p_<class>, p_<class>_std, error."
+    probs = rotation_probs(model, batch.features, config, n_rotations, seed)  # (N_ok, R, k)
+    names = class_names(config, probs.shape[-1] if len(probs) else _n_outputs(model))
+    mean, std, row = probs.mean(1), probs.std(1), {sid: k for k, sid in enumerate(batch.ids)}
+    why, rows = dict(errors), []
+    for sid in order:
+        k = row.get(sid)
+        p, s = (mean[k], std[k]) if k is not None else (np.full(len(names), np.nan),) * 2
+        rows.append(dict(id=sid, formula=formulas.get(sid), predicted=names[int(np.argmax(p))] if k is not None else None,
+                         probability=float(np.max(p)), **{f"p_{c}": float(v) for c, v in zip(names, p)},
+                         **{f"p_{c}_std": float(v) for c, v in zip(names, s)},
+                         error=None if k is not None else why.get(sid, "not featurized")))
+    return pd.DataFrame(rows)
 
 
 def predict_structures(
@@ -112,9 +159,9 @@ def predict_structures(
     n_rotations: int = 8,  # test-time rotations averaged (0: none)
     seed: int = 0,  # seed of the rotations
     errors: dict | None = None,  # {id: reason} of inputs that already failed upstream (e.g. unreadable files)
-) -> pd.DataFrame:  # id, formula, predicted, probability, p_<class>..., error
+    n_workers: int | None = None,  # featurizing processes (default: every core; small inputs stay in this process)
+) -> pd.DataFrame:  # id, formula, predicted, probability, p_<class>..., p_<class>_std..., error
     "Class probabilities for each structure, featurized exactly as the run's training data."
-    from deepknet_lit.diffraction import point_clouds
     model, config = load_run(model_dir)
     structures = list(structures)
     ids = [f"structure-{i}" for i in range(len(structures))] if ids is None else [str(i) for i in ids]
@@ -122,71 +169,46 @@ def predict_structures(
         raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
     if len(set(ids)) != len(ids):
         raise ValueError("ids must be unique (they name the rows of the result)")
-    errors = dict(errors or {})
-    for i, s in enumerate(structures):
-        if ids[i] in errors:
-            continue
-        if s is None:
-            errors[ids[i]] = "no structure"
-        elif not s.is_ordered:
-            errors[ids[i]] = f"{ids[i]}: {DISORDER_MESSAGE}"
-    ok = [i for i in range(len(structures)) if ids[i] not in errors]
-    probs_by_id = {}
-    if ok:
-        batch = point_clouds([structures[i] for i in ok], ids=[ids[i] for i in ok], progress=False,
-                             **featurize_settings(config))
-        for bad_id, reason in batch.errors:
-            errors[str(bad_id)] = str(reason)
-        if len(batch.ids):
-            p = predict_features(model, batch.features, config, n_rotations=n_rotations, seed=seed)
-            probs_by_id = dict(zip(map(str, batch.ids), p))
-    n_classes = len(next(iter(probs_by_id.values()))) if probs_by_id else _n_outputs(model)
-    names = class_names(config, n_classes)
-    rows = []
-    for i, (id_, s) in enumerate(zip(ids, structures)):
-        p = probs_by_id.get(id_)
-        row = dict(id=id_, formula=s.composition.reduced_formula if s is not None else None)
-        if p is None:
-            row.update(predicted=None, probability=np.nan, **{f"p_{c}": np.nan for c in names},
-                       error=errors.get(id_, "not featurized"))
-        else:
-            row.update(predicted=names[int(np.argmax(p))], probability=float(np.max(p)),
-                       **{f"p_{c}": float(v) for c, v in zip(names, p)}, error=None)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    errors = {**{i: "no structure" for i, s in zip(ids, structures) if s is None}, **(errors or {})}
+    items = [(i, s) for i, s in zip(ids, structures) if i not in errors]
+    batch, _ = featurize_items(items, n_workers, ordered=True, progress=False, **featurize_settings(config))
+    formulas = {i: s.composition.reduced_formula for i, s in zip(ids, structures) if s is not None}
+    return _table(model, config, ids, batch, formulas, [*errors.items(), *batch.errors], n_rotations, seed)
 
 # %% ../nbs/11_predict.ipynb #247f0d83
-def read_structure(
-    path,  # a structure file (CIF, POSCAR, ...)
-) -> Structure:
-    "Read one structure file, with a message that names the file and the reason when it cannot be used."
-    from deepknet_lit.diffraction import read_structure as _read
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    s = _read(path)  # ValueError naming the file when pymatgen cannot parse it
-    if len(s) == 0:
-        raise ValueError(f"{path}: the structure has no sites")
-    if not s.is_ordered:
-        raise ValueError(f"{path}: {DISORDER_MESSAGE}")
-    return s
-
-
 def predict_files(
     model_dir,  # run directory written by `deepknet train` (or a (model, config) pair)
-    paths,  # structure files
+    paths,  # structure files and folders
     n_rotations: int = 8,  # test-time rotations averaged (0: none)
     seed: int = 0,  # seed of the rotations
-) -> pd.DataFrame:  # one row per file, in order: id (path), formula, predicted, probability, p_<class>..., error
-    "Predict the class of each structure file; unreadable files get an error message, the others a prediction."
-    paths = [str(p) for p in paths]
-    if len(set(paths)) != len(paths):
-        raise ValueError("the same file is named twice")
-    structures, errors = [], {}
-    for p in paths:
-        try:
-            structures.append(read_structure(p))
-        except (OSError, ValueError) as e:
-            structures.append(None)
-            errors[p] = str(e)
-    return predict_structures(model_dir, structures, ids=paths, n_rotations=n_rotations, seed=seed, errors=errors)
+    n_workers: int | None = None,  # featurizing processes (default: every core)
+    progress: bool = False,  # progress bars
+) -> pd.DataFrame:  # one row per structure, in input order: id, formula, predicted, probability, p_..., p_..._std, error
+    "Predict the class of every structure in the files; unreadable ones get an error message, the others a prediction."
+    model, config = load_run(model_dir)
+    items, errors, order = read_items(paths, progress)
+    batch, formulas = featurize_items(items, n_workers, ordered=True, progress=progress, **featurize_settings(config))
+    return _table(model, config, order, batch, formulas, errors + batch.errors, n_rotations, seed)
+
+
+def write_table(
+    table: pd.DataFrame,  # from `predict_files` / `predict_structures`
+    out,  # .csv, .json (records) or .parquet
+) -> Path:
+    "Write a prediction table atomically (a temporary file renamed), in the format its suffix names."
+    out = Path(out)
+    writers = {".csv": lambda p: table.to_csv(p, index=False), ".parquet": lambda p: table.to_parquet(p, index=False),
+               ".json": lambda p: table.to_json(p, orient="records", indent=1)}
+    if out.suffix not in writers:
+        raise ValueError(f"{out}: write .csv, .json or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        writers[out.suffix](tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out

@@ -19,7 +19,7 @@ import tarfile
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -31,11 +31,12 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'MP_FIELDS', 'MP_KEY_ENV', 'DatasetError', 'ChecksumError',
-           'RecordError', 'data_root', 'cache_root', 'user_datasets', 'RemoteFile', 'Dataset', 'get_dataset',
-           'sha256_file', 'verify_file', 'fetch', 'Record', 'check_structure', 'RecordSet', 'parse_cif', 'load_labels',
-           'paper_split', 'cif_texts', 'formulas', 'structure_loader', 'iter_records', 'load_records',
-           'read_cgcnn_folder', 'read_structures_json', 'read_table', 'import_dataset', 'dataset_fingerprint',
-           'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp', 'mp_records', 'mp_labels', 'clear_caches', 'list_datasets']
+           'RecordError', 'data_root', 'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset',
+           'get_dataset', 'sha256_file', 'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure',
+           'RecordSet', 'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts', 'formulas',
+           'structure_loader', 'iter_records', 'load_records', 'read_cgcnn_folder', 'read_structures_json',
+           'read_table', 'import_dataset', 'dataset_fingerprint', 'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp',
+           'mp_records', 'mp_labels', 'clear_caches', 'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -86,6 +87,19 @@ def _user_index() -> set[str]:
 def user_datasets() -> list[str]:
     "Names of datasets registered with `import_dataset`."
     return sorted(_user_index())
+
+# %% ../nbs/03_sources.ipynb #555ce783
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(name: str,  # a dataset, cache-folder or run-output name, or a file stem such as a CGCNN id
+               what: str = "name",  # what it names, for the message ("dataset name", "id", ...)
+              ) -> str:
+    "`name` when it is safe as one folder or file name (`[A-Za-z0-9_.-]`, not '.' or '..'); else a ValueError."
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"bad {what} {name!r}: use letters, digits, '_', '-' and '.' only "
+                         "(it names one folder or file: no '/', not '.' or '..')")
+    return name
 
 # %% ../nbs/03_sources.ipynb #646b5e73
 @dataclass(frozen=True)
@@ -304,27 +318,90 @@ def verify_file(path: Path | str, sha256: str) -> Path:
                             "the file is corrupt or a different version: delete it or fix the mirror")
     return path
 
+# %% ../nbs/03_sources.ipynb #781e88f2
+_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # the stdlib's own guard (3.11.4+)
+
+
+def _unsafe_member(m: tarfile.TarInfo) -> str | None:
+    "Why unpacking archive member `m` is unsafe; None for a plain file or folder that stays inside the target."
+    p = PurePosixPath(m.name)
+    if p.is_absolute() or re.match(r"[A-Za-z]:", m.name): return "has an absolute path"
+    if ".." in p.parts: return "climbs out of the folder with '..'"
+    if m.issym() or m.islnk(): return f"is a link (to {m.linkname!r})"
+    if not (m.isfile() or m.isdir()): return "is a device or another special file"
+    return None
+
+
+def safe_extract(archive: Path | str,  # a tar file (.tar, .tar.gz, .tar.bz2, .tar.xz)
+                 dest: Path | str,  # folder to unpack into (replaced once the unpack is complete)
+                ) -> list[Path]:
+    "Unpack `archive` into `dest`, refusing it whole if any member is absolute, uses '..', or is a link or device."
+    archive, dest = Path(archive), Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for m in members:
+                if (why := _unsafe_member(m)) is not None:
+                    raise DatasetError(f"{archive}: refusing to unpack it: member {m.name!r} {why}")
+            shutil.rmtree(part, ignore_errors=True)
+            tf.extractall(part, members=members, **_TAR_FILTER)
+    except (tarfile.TarError, EOFError) as e:
+        raise DatasetError(f"{archive}: not a readable tar archive ({type(e).__name__}: {e})") from e
+    shutil.rmtree(dest, ignore_errors=True)
+    part.rename(dest)
+    return [dest / m.name for m in members if m.isfile()]
+
 # %% ../nbs/03_sources.ipynb #4e766ba3
+def _normal_permissions(path: Path) -> Path:
+    "Give a downloaded file the permissions of any new file (0666 less the umask; pooch's temporary files are 0600)."
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def _check_recorded_hash(path: Path) -> None:
+    "Record the sha256 of a download without a pinned hash beside it; other bytes later are a `ChecksumError`."
+    stamp = path.with_name(path.name + ".sha256")
+    got = sha256_file(path)
+    if stamp.exists() and stamp.read_text().strip() != got:
+        raise ChecksumError(f"{path} differs from its first download (recorded sha256 {stamp.read_text().strip()}, "
+                            f"now {got}): upstream changed or the download is corrupt; delete {stamp.name} only if "
+                            "you trust the new file")
+    stamp.write_text(got)
+
+
+def _unpacker(recorded: bool,  # check the archive against the hash recorded at its first download
+             ) -> Callable:
+    "A pooch processor: set normal permissions, check the archive, unpack it with `safe_extract` (once)."
+    def unpack(fname: str, action: str, pup) -> list[str]:
+        archive = _normal_permissions(Path(fname))
+        if recorded: _check_recorded_hash(archive)
+        out = archive.with_name(archive.name + ".untar")
+        if action != "fetch" or not out.is_dir():
+            safe_extract(archive, out)
+        return [str(p) for p in out.rglob("*") if p.is_file()]
+    return unpack
+
+
 def _download(ds: Dataset, f: RemoteFile, dest: Path) -> Path:
     "Fetch one file from upstream with pooch into `dest`; returns the local path (a folder for CIF sets)."
     if f.url is None:
         raise DatasetError(f"{ds.name}/{f.name} has no upstream (it is derived by the mirror); "
                            f"set {DATA_ENV} to a folder holding {ds.name}/{f.name}")
     dest.mkdir(parents=True, exist_ok=True)
+    fname = f.url.rsplit("/", 1)[-1]  # "id_prop.csv", "<commit>.tar.gz", "matminer-0.3.3.tar.gz"
+    known = f.upstream_sha256  # None: no published hash; the first download's is recorded and later ones checked
     if f.archive_member is None:
         # single upstream file; plain CSVs the mirror gzipped arrive un-gzipped (pandas reads both)
-        fname = f.url.rsplit("/", 1)[-1]
-        known = f.upstream_sha256  # None: pooch logs the hash of what it got; we record it below
-        path = Path(pooch.retrieve(f.url, known_hash=known, fname=fname, path=dest, progressbar=True))
-        stamp = path.with_suffix(path.suffix + ".sha256")
-        got = sha256_file(path)
-        if stamp.exists() and stamp.read_text().strip() != got:
-            raise ChecksumError(f"{path} changed since first download (recorded {stamp.read_text().strip()}, now {got})")
-        stamp.write_text(got)
+        path = _normal_permissions(Path(pooch.retrieve(f.url, known_hash=known, fname=fname, path=dest,
+                                                       progressbar=True)))
+        if known is None: _check_recorded_hash(path)
         return path
     # an archive (sdist or GitHub archive at the commit): unpack, then point at the member (a file or a folder)
-    members = [Path(m) for m in pooch.retrieve(f.url, known_hash=f.upstream_sha256, path=dest, progressbar=True,
-                                               processor=pooch.Untar())]
+    members = [Path(m) for m in pooch.retrieve(f.url, known_hash=known, fname=fname, path=dest, progressbar=True,
+                                               processor=_unpacker(recorded=known is None))]
     want = f.archive_member.strip("/")
     ends = ("/" + want, "/" + want.removesuffix(".gz"))
     hits = [m for m in members if m.as_posix().endswith(ends)]  # a single file
@@ -403,12 +480,27 @@ class RecordSet:
 _CELL_RE = {k: re.compile(rf"^_cell_{k}\s+([-+0-9.eE]+)", re.M)
             for k in ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")}
 _P1_RE = re.compile(r"_symmetry_equiv_pos_as_xyz\s*\n\s*1\s+'x, y, z'\s*\n(?!\s*2\s)", re.M)
+_BLOCK_RE = re.compile(r"^[ \t]*data_", re.M | re.I)  # a data block header
+_FENCE_RE = re.compile(r"^;", re.M)  # opens or closes a multi-line text field
+_ATOMS_RE = re.compile(r"^[ \t]*_atom_site_(fract|cartn)_x\b", re.M | re.I)  # the block lists atom sites
+
+
+def cif_blocks(text: str) -> list[str]:
+    "The data blocks of a CIF text that hold atom sites, in file order (the whole text when it has no `data_` line)."
+    starts = [m.start() for m in _BLOCK_RE.finditer(text)]
+    if len(starts) > 1:  # a `data_` line inside a ;-delimited text field starts no block
+        fences = [m.start() for m in _FENCE_RE.finditer(text)]
+        starts = [s for s in starts if np.searchsorted(fences, s, side="right") % 2 == 0]
+    if len(starts) <= 1:
+        return [text]
+    blocks = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+    return [b for b in blocks if _ATOMS_RE.search(b)]
 
 
 def _parse_p1_cif(text: str) -> Structure | None:
-    "Fast path for pymatgen-written P1 CIFs; None when the text is another dialect."
-    if _P1_RE.search(text) is None:
-        return None
+    "Fast path for pymatgen-written P1 CIFs of one data block; None when the text is another dialect."
+    if _P1_RE.search(text) is None or len(_BLOCK_RE.findall(text)) > 1:
+        return None  # several blocks: never mix one block's cell with another's atoms
     try:
         abc_angles = [float(_CELL_RE[k].search(text).group(1)) for k in _CELL_RE]
     except AttributeError:
@@ -438,8 +530,17 @@ def _parse_p1_cif(text: str) -> Structure | None:
     return Structure(Lattice.from_parameters(*abc_angles), species, coords)
 
 
-def parse_cif(text: str, material_id: str = "?", check_distances: bool = True) -> Structure:
+def parse_cif(text: str,  # CIF text holding one structure
+              material_id: str = "?",  # named in error messages
+              check_distances: bool = True,  # refuse atoms closer than MIN_SITE_DISTANCE
+              ordered: bool = True,  # refuse partial occupancies (False: return them, unchecked, for featurizing)
+             ) -> Structure:
     "A checked `Structure` from CIF text (fast path for P1 CIFs, pymatgen `CifParser` otherwise)."
+    blocks = cif_blocks(text)
+    if len(blocks) > 1:
+        raise RecordError(f"{material_id}: the CIF holds {len(blocks)} structures (data blocks); read them one by one "
+                          "(deepknet_lit.diffraction.read_structures gives each block its own id)")
+    text = blocks[0] if blocks else text
     try:
         s = _parse_p1_cif(text)
     except ValueError as e:  # e.g. unknown element symbol
@@ -451,7 +552,10 @@ def parse_cif(text: str, material_id: str = "?", check_distances: bool = True) -
                 s = Structure.from_str(text, fmt="cif")
         except Exception as e:  # pymatgen raises several types for bad CIFs
             raise RecordError(f"{material_id}: malformed CIF ({type(e).__name__}: {e})") from e
+    if not ordered and not s.is_ordered:
+        return s  # a disordered crystal diffracts as its site-averaged scatterers (see deepknet_lit.diffraction)
     return check_structure(s, material_id, check_distances)
+
 
 # %% ../nbs/03_sources.ipynb #cacc77e0
 _LEGACY_TABLES = {"flla": "flla_2015.csv.gz", "elastic_tensor": "elastic_tensor.csv.gz",
@@ -701,7 +805,10 @@ def read_cgcnn_folder(path: Path | str, label_names: list[str] | None = None, pr
     prop = path / "id_prop.csv"
     if not prop.exists():
         raise DatasetError(f"{path}: no id_prop.csv (a CGCNN folder has id_prop.csv and <id>.cif files)")
-    df = pd.read_csv(prop, header=None, dtype={0: str})
+    try:
+        df = pd.read_csv(prop, header=None, dtype={0: str})
+    except (ValueError, OSError) as e:  # not UTF-8, ragged rows, empty
+        raise DatasetError(f"{prop}: not readable as a CSV of id, labels ({type(e).__name__}: {e})") from e
     names = label_names or (["target"] if df.shape[1] == 2 else [f"target_{i}" for i in range(df.shape[1] - 1)])
     if len(names) != df.shape[1] - 1:
         raise DatasetError(f"{prop}: {df.shape[1] - 1} label columns but {len(names)} label_names")
@@ -709,14 +816,31 @@ def read_cgcnn_folder(path: Path | str, label_names: list[str] | None = None, pr
     for row in tqdm(df.itertuples(index=False), total=len(df), desc=f"read {path.name}", disable=not progress):
         mid = str(row[0])
         try:
-            cif = path / f"{mid}.cif"
-            if not cif.exists():
-                raise RecordError(f"{mid}: missing file {cif.name}")
+            text = _cif_in_folder(path, mid)
             labels = {n: _label_value(v, mid, n) for n, v in zip(names, row[1:])}
-            recs.append(Record(mid, parse_cif(cif.read_text(), mid), labels))
+            recs.append(Record(mid, parse_cif(text, mid), labels))
         except RecordError as e:
             skipped.append((mid, str(e)))
     return RecordSet(recs, skipped, source=str(path))
+
+
+def _cif_in_folder(folder: Path, mid: str) -> str:
+    "Text of `<folder>/<mid>.cif`; a RecordError when the id is no plain name, the file leads outside or is not UTF-8."
+    try:
+        check_name(mid, "id")
+    except ValueError as e:
+        raise RecordError(f"{mid}: {e}") from None
+    cif = folder / f"{mid}.cif"
+    if not cif.exists():
+        raise RecordError(f"{mid}: missing file {cif.name}")
+    if not cif.resolve().is_relative_to(folder.resolve()):
+        raise RecordError(f"{mid}: {cif.name} links outside {folder}; not read")
+    try:
+        return cif.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{mid}: {cif} is not UTF-8 text (byte {e.start}); convert it (e.g. iconv -t UTF-8)") from None
+    except OSError as e:
+        raise RecordError(f"{mid}: {cif} is not readable ({e.strerror})") from None
 
 
 def _records_from_rows(rows: Iterable[dict], id_key: str, label_keys: list[str] | None,
@@ -771,7 +895,7 @@ def read_structures_json(path: Path | str, id_key: str = "material_id", structur
     try:
         with opener(path, "rt") as fh:
             rows = json.load(fh)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise DatasetError(f"{path}: not readable as JSON ({e})") from e
     if not isinstance(rows, list):
         raise DatasetError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
@@ -803,11 +927,13 @@ def import_dataset(path: Path | str, fmt: str, name: str, overwrite: bool = Fals
     "Read `path` with reader `fmt` ('cgcnn', 'json' or 'table') and register it as user dataset `name`."
     if fmt not in _READERS:
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(_READERS)}")
-    if name in REGISTRY or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"bad dataset name {name!r}: use letters, digits, '_', '-', '.', and not a registry name")
+    check_name(name, "dataset name")  # it names the folder that overwrite=True replaces
+    if name in REGISTRY:
+        raise ValueError(f"bad dataset name {name!r}: a registry dataset has it; choose another")
     out = _user_dir() / name
     if out.exists() and not overwrite:
-        raise DatasetError(f"user dataset {name!r} exists at {out}; pass overwrite=True to replace it")
+        raise DatasetError(f"user dataset {name!r} exists at {out}; replace it with overwrite=True "
+                           "(deepknet data import ... --overwrite) or choose another name")
     rs = _READERS[fmt](path, **reader_kwargs)
     if not rs.records:
         raise DatasetError(f"{path}: no usable records ({len(rs.skipped)} skipped, first: {rs.skipped[:1]})")
@@ -826,19 +952,19 @@ def import_dataset(path: Path | str, fmt: str, name: str, overwrite: bool = Fals
 
 
 def _user_records(name: str) -> list[Record]:
-    with gzip.open(_user_dir() / name / "records.json.gz", "rt") as fh:
+    with gzip.open(_user_dir() / check_name(name, "dataset name") / "records.json.gz", "rt") as fh:
         rows = json.load(fh)
     return [Record(r["material_id"], Structure.from_dict(r["structure"]), r["labels"]) for r in rows]
 
 
 def _user_labels(name: str) -> pd.DataFrame:
-    with gzip.open(_user_dir() / name / "records.json.gz", "rt") as fh:
+    with gzip.open(_user_dir() / check_name(name, "dataset name") / "records.json.gz", "rt") as fh:
         rows = json.load(fh)
     df = pd.DataFrame([{"material_id": r["material_id"], **r["labels"]} for r in rows])
     df.insert(0, "idx", range(len(df)))
     return df
 
-# %% ../nbs/03_sources.ipynb #98dd5a91
+# %% ../nbs/03_sources.ipynb #c311f880
 def dataset_fingerprint(name: str,  # a registry dataset ("mp_mtcgcnn_36k", "mp_legacy_2015:flla") or a user dataset
                        ) -> str:
     "sha256 naming the content of dataset `name` (its structures and labels)."
@@ -868,7 +994,25 @@ def _mp_client(api_key: str | None):
         raise MissingAPIKeyError(f"the Materials Project API key in {MP_KEY_ENV} does not look like a key "
                                  f"(expected 32 letters/digits): {how}")
     from mp_api.client import MPRester
-    return MPRester(key.strip())
+    try:
+        return MPRester(key.strip())
+    except Exception as e:  # mp_api checks the key and reaches the server here
+        raise DatasetError(f"could not open a Materials Project client: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    "`Type: first line of the message`, at most `limit` characters (MP errors carry whole HTML pages)."
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first[:limit]}"
+
+
+def _mp_search(mp, cache: Path, what: str, **query) -> list:
+    "One MP summary search; a client or network error becomes a one-line `DatasetError` saying how to resume."
+    try:
+        return mp.materials.summary.search(**query)
+    except Exception as e:
+        raise DatasetError(f"Materials Project request for {what} failed ({_one_line(e)}); finished chunks are kept "
+                           f"in {cache}: run the same command again to resume") from e
 
 
 def _doc_to_dict(doc: Any) -> dict:
@@ -913,7 +1057,7 @@ def fetch_mp(fields: Iterable[str] = MP_FIELDS, chunk_size: int = 1000, client: 
     mp = client if client is not None else _mp_client(api_key)
     if manifest is None:  # step 1: the id list, saved before any data is pulled
         if material_ids is None:
-            docs = mp.materials.summary.search(fields=["material_id"], **criteria)
+            docs = _mp_search(mp, d, "the list of material ids", fields=["material_id"], **criteria)
             material_ids = sorted({str(_doc_to_dict(x)["material_id"]) for x in docs})
         ids = sorted(set(material_ids))
         chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
@@ -923,7 +1067,7 @@ def fetch_mp(fields: Iterable[str] = MP_FIELDS, chunk_size: int = 1000, client: 
     bar = tqdm(total=len(manifest["chunks"]), initial=len(manifest["done"]), desc="MP chunks", disable=not progress)
     for i in todo:
         chunk = manifest["chunks"][i]
-        docs = mp.materials.summary.search(material_ids=chunk, fields=fields)
+        docs = _mp_search(mp, d, f"chunk {i + 1} of {len(manifest['chunks'])}", material_ids=chunk, fields=fields)
         lines = [json.dumps(_doc_to_dict(x)) for x in docs]
         _atomic_write(d / f"chunk_{i:05d}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
         manifest["done"].append(i)

@@ -13,9 +13,13 @@ import json
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,17 +29,23 @@ import pandas as pd
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
+try:
+    import fcntl  # POSIX file locks: one build per store at a time
+except ImportError:  # Windows: no lock
+    fcntl = None
+
 import deepknet_lit
 from . import diffraction, sources, tasks
 
 # %% auto #0
-__all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'stores_root', 'store_params', 'store_path', 'featurizer_version',
-           'task_fingerprint', 'featurize_chunk', 'build_store', 'Store', 'open_store', 'list_stores',
-           'format_store_summary', 'plot_store']
+__all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'MAX_INDEX_LIMIT', 'stores_root', 'store_params', 'store_path',
+           'featurizer_version', 'task_fingerprint', 'featurize_chunk', 'build_store', 'Store', 'StoreError',
+           'open_store', 'list_stores', 'format_store_summary', 'plot_store']
 
 # %% ../nbs/05_store.ipynb #2365c69e
 STORE_FORMAT_VERSION = 1  # bump when the files of a store or the chunk payload change
 DEFAULT_CHUNK_SIZE = 256  # largest unit of work (materials) sent to a worker
+MAX_INDEX_LIMIT = 10  # largest max_index: (2·10+1)³ = 9,261 points, 148 kB per material
 
 
 def stores_root(root: str | Path | None = None) -> Path:
@@ -67,8 +77,9 @@ def store_params(task_name: str,  # task the store belongs to, e.g. "metallicity
         raise ValueError(f"unknown point_set {point_set!r}: use 'cube', 'axes' or 'axes+origin'")
     if probe not in diffraction.PROBES: raise ValueError(f"unknown probe {probe!r}: use one of {diffraction.PROBES}")
     if cell not in diffraction.CELLS: raise ValueError(f"unknown cell {cell!r}: use one of {diffraction.CELLS}")
+    if int(max_index) != max_index or not 1 <= max_index <= MAX_INDEX_LIMIT:
+        raise ValueError(f"max_index must be an integer from 1 to {MAX_INDEX_LIMIT} (n = (2k+1)³ points), got {max_index!r}")
     if point_set != "cube": max_index = 1  # the axes point sets ignore max_index
-    if int(max_index) != max_index or max_index < 1: raise ValueError(f"max_index must be a positive integer, got {max_index!r}")
     if limit is not None and (int(limit) != limit or limit < 1): raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if not np.isfinite(wavelength) or wavelength <= 0: raise ValueError(f"wavelength must be a positive number of Å, got {wavelength!r}")
     return dict(task=str(task_name), point_set=point_set, max_index=int(max_index),
@@ -113,12 +124,13 @@ def _reason(e: BaseException) -> str:
 
 
 def _as_structure(item, material_id: str) -> Structure:
-    "A pymatgen Structure from a Structure, CIF text or structure dict."
-    if isinstance(item, Structure): return item
-    if isinstance(item, str): return sources.parse_cif(item, material_id)
-    if isinstance(item, dict): return Structure.from_dict(item)
-    if hasattr(item, "lattice") and hasattr(item, "sites"): return Structure.from_sites(item.sites)
-    raise TypeError(f"{material_id}: cannot make a structure from a {type(item).__name__}")
+    "A checked pymatgen Structure (`sources.check_structure`: no overlapping atoms, ...) from a Structure, CIF or dict."
+    if isinstance(item, str): return sources.parse_cif(item, material_id)  # parse_cif checks
+    if isinstance(item, Structure): s = item
+    elif isinstance(item, dict): s = Structure.from_dict(item)
+    elif hasattr(item, "lattice") and hasattr(item, "sites"): s = Structure.from_sites(item.sites)
+    else: raise TypeError(f"{material_id}: cannot make a structure from a {type(item).__name__}")
+    return sources.check_structure(s, material_id)
 
 
 def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | structure dict), ...]
@@ -149,8 +161,12 @@ def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | struct
                                      progress=False)
     t3 = time.perf_counter()
     errors += [(str(i), str(r)) for i, r in batch.errors]
-    return dict(features=np.asarray(batch.features, dtype=np.float32), in_sphere=np.asarray(batch.in_sphere, dtype=bool),
-                hkl=np.asarray(batch.hkl), ok=np.array([position[str(i)] for i in batch.ids], dtype=np.int64),
+    features = np.asarray(batch.features, dtype=np.float32)
+    finite = np.isfinite(features).all(axis=tuple(range(1, features.ndim)))  # (m,): a NaN never reaches a store
+    errors += [(str(i), "non-finite features (NaN or inf) from the simulation") for i, f in zip(batch.ids, finite) if not f]
+    keep = np.flatnonzero(finite)
+    return dict(features=features[keep], in_sphere=np.asarray(batch.in_sphere, dtype=bool)[keep],
+                hkl=np.asarray(batch.hkl), ok=np.array([position[str(batch.ids[j])] for j in keep], dtype=np.int64),
                 errors=errors, timings=dict(parse_s=t1 - t0, reduce_s=t2 - t1, simulate_s=t3 - t2,
                                             cpu_s=time.process_time() - cpu0))
 
@@ -192,6 +208,25 @@ def _item_getter(task):
     return get
 
 
+def _die_with_parent(parent: int,  # pid of the building process
+                    ) -> None:
+    "Pool initializer: this worker ends when its parent does, even after kill -9 (no orphans left computing)."
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us when the parent dies
+    threading.Thread(target=_exit_when_orphaned, args=(parent, os.getppid()), daemon=True).start()  # other systems
+
+
+def _exit_when_orphaned(parent: int, ppid: int) -> None:
+    "Look once a second; exit when our parent process changed or process `parent` is gone."
+    while os.getppid() == ppid:
+        try: os.kill(parent, 0)
+        except ProcessLookupError: break
+        except PermissionError: pass
+        time.sleep(1)
+    os._exit(1)
+
+
 def _run_chunks(todo: list, payload, params: dict, n_workers: int, scheduler):
     "Yield `(k, result)` for every chunk index in `todo`, as chunks finish, keeping a bounded number in flight."
     if scheduler is not None:
@@ -199,7 +234,7 @@ def _run_chunks(todo: list, payload, params: dict, n_workers: int, scheduler):
     if n_workers <= 1:
         for k in todo: yield k, featurize_chunk(payload(k), params)
         return
-    pool = ProcessPoolExecutor(max_workers=n_workers)
+    pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_die_with_parent, initargs=(os.getpid(),))
     pending, queue = {}, iter(todo)
     try:
         while True:
@@ -264,6 +299,44 @@ def _done_chunks(parts: Path) -> set[int]:
     return {int(p.name[6:12]) for p in parts.glob("chunk_*.npz") if ".tmp" not in p.name}
 
 
+def _chunk_problem(path: Path) -> str | None:
+    "Why the chunk file at `path` cannot be used (None: it reads back whole and its features are finite)."
+    try:
+        with np.load(path) as c:
+            features, ok = c["features"], c["ok"]
+            c["in_sphere"], c["hkl"], json.loads(str(c["errors"])), json.loads(str(c["timings"]))
+    except Exception as e:  # truncated or corrupt zip, a missing array, bad JSON
+        return f"unreadable: {_reason(e)}"
+    if len(features) != len(ok): return f"{len(features)} feature rows for {len(ok)} materials"
+    if not np.isfinite(features).all(): return "NaN or infinite features"
+    return None
+
+
+def _intact_chunks(parts: Path) -> set[int]:
+    "Chunks on disk from an earlier run; a damaged one is named in a warning, deleted and computed again."
+    done = set()
+    for k in sorted(_done_chunks(parts)):
+        path = parts / f"chunk_{k:06d}.npz"
+        if (why := _chunk_problem(path)) is None: done.add(k)
+        else:
+            warnings.warn(f"{path} is damaged ({why}); computing that chunk again")
+            path.unlink()
+    return done
+
+
+@contextmanager
+def _build_lock(path: Path):
+    "Hold `path/.lock` exclusively: a second build of the same store waits here, then finds it finished."
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a") as fh:
+        if fcntl is not None:
+            try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                warnings.warn(f"another process is building {path.name}; waiting for it to finish")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the process is killed
+
+
 def _stale_reason(meta: dict, expected: dict) -> str | None:
     "Why a store with `meta` is not the one `expected` describes (None: it matches)."
     for key in ("params", "fingerprint", "featurizer"):
@@ -298,6 +371,7 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
                ) -> Store:
     "Featurize a task once into a memory-mapped store (resumable; local processes or Dask) and open it."
     wall0 = time.perf_counter()
+    store_params("check", max_index, point_set, probe, cell, wavelength, limit, seed)  # bad settings fail before any data is read
     task = _resolve_task(task, **task_kwargs)
     name = str(getattr(task, "name", None) or "task")
     params = store_params(name, max_index, point_set, probe, cell, wavelength, limit, seed,
@@ -309,50 +383,68 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
     if len(set(ids_all)) != len(ids_all): raise ValueError(f"task {name!r}: material ids are not unique")
     expected = dict(params=params, fingerprint=task_fingerprint(task), featurizer=featurizer_version())
     path = store_path(params, root)
+    with _build_lock(path):  # a concurrent build of this store waits here, then opens the finished one
+        store = _reuse(path, expected, rebuild)
+        if store is not None: return store
+        rows = np.arange(len(y_all)) if limit is None else tasks.stratified_subset(y_all, limit, seed)  # (N_sel,) task rows
+        workers = 1 if scheduler is None and n_workers == 1 else (n_workers or _n_cores())
+        if chunk_size is None:  # a few chunks per worker keep every worker busy to the end
+            chunk_size = int(np.clip(-(-len(rows) // (4 * workers)), 16, DEFAULT_CHUNK_SIZE))
+        if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        parts = path / ".parts"
+        parts.mkdir(parents=True, exist_ok=True)
+        manifest = dict(expected, n_selected=len(rows), rows_sha256=_sha256(rows.tobytes()))
+        old = _json_or_none(parts / "manifest.json")
+        if old is not None and {k: v for k, v in old.items() if k != "chunk_size"} == manifest:
+            chunk_size = old["chunk_size"]  # resume with the interrupted build's chunking
+        elif old is not None or any(parts.iterdir()):
+            shutil.rmtree(parts); parts.mkdir()
+        manifest["chunk_size"] = chunk_size
+        _write_atomic(parts / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+        n_chunks = -(-len(rows) // chunk_size)
+        done = _intact_chunks(parts)
+        resumed = len(done)
+        todo = [k for k in range(n_chunks) if k not in done]
+        get_item = _item_getter(task)
+        read_s = [0.0]
+        def payload(k):
+            t = time.perf_counter()
+            items = [(ids_all[r], get_item(int(r))) for r in rows[k * chunk_size:(k + 1) * chunk_size]]
+            read_s[0] += time.perf_counter() - t
+            return items
+        bar = tqdm(total=len(rows), initial=sum(len(rows[k * chunk_size:(k + 1) * chunk_size]) for k in done),
+                   unit="structure", desc=f"featurize {name} n={params['n']} {probe}", disable=not progress)
+        try:
+            for k, result in _run_chunks(todo, payload, params, workers, scheduler):
+                _save_part(parts, k, result)
+                done.add(k); bar.update(len(rows[k * chunk_size:(k + 1) * chunk_size]))
+                if on_chunk is not None: on_chunk(k, len(done), n_chunks)
+        finally:
+            bar.close()
+        backend = ("inline" if workers == 1 else f"{workers} processes") if scheduler is None else f"dask {_address(scheduler)}"
+        return _consolidate(path, parts, task, rows, expected, n_chunks, chunk_size, resumed, backend,
+                            dict(read_s=read_s[0], wall0=wall0))
+
+
+def _json_or_none(path: Path):
+    "The JSON in `path`, or None when it is absent or unreadable (a truncated manifest restarts the build)."
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return None
+
+
+def _reuse(path: Path, expected: dict, rebuild: bool) -> Store | None:
+    "The store at `path` when it is complete, intact and matches `expected`; else clear it (warning why): None."
     if (path / "meta.json").exists() and not rebuild:
-        reason = _stale_reason(json.loads((path / "meta.json").read_text()), expected)
-        if reason is None: return open_store(path)
-        warnings.warn(f"store {path.name} is stale ({reason}); rebuilding it")
+        try:
+            reason = _stale_reason(json.loads((path / "meta.json").read_text()), expected)
+            if reason is None: return open_store(path)
+            reason = f"is stale ({reason})"
+        except (StoreError, ValueError) as e:  # a truncated, corrupt or NaN-holding file, an unreadable meta.json
+            reason = f"is damaged ({e})"
+        warnings.warn(f"store {path.name} {reason}; rebuilding it")
         _clear(path)
     elif rebuild: _clear(path)
-    rows = np.arange(len(y_all)) if limit is None else tasks.stratified_subset(y_all, limit, seed)  # (N_sel,) task rows
-    workers = 1 if scheduler is None and n_workers == 1 else (n_workers or _n_cores())
-    if chunk_size is None:  # a few chunks per worker keep every worker busy to the end
-        chunk_size = int(np.clip(-(-len(rows) // (4 * workers)), 16, DEFAULT_CHUNK_SIZE))
-    if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    parts = path / ".parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    manifest = dict(expected, n_selected=len(rows), rows_sha256=_sha256(rows.tobytes()))
-    old = json.loads((parts / "manifest.json").read_text()) if (parts / "manifest.json").exists() else None
-    if old is not None and {k: v for k, v in old.items() if k != "chunk_size"} == manifest:
-        chunk_size = old["chunk_size"]  # resume with the interrupted build's chunking
-    elif old is not None or any(parts.iterdir()):
-        shutil.rmtree(parts); parts.mkdir()
-    manifest["chunk_size"] = chunk_size
-    _write_atomic(parts / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-    n_chunks = -(-len(rows) // chunk_size)
-    done = _done_chunks(parts)
-    resumed = len(done)
-    todo = [k for k in range(n_chunks) if k not in done]
-    get_item = _item_getter(task)
-    read_s = [0.0]
-    def payload(k):
-        t = time.perf_counter()
-        items = [(ids_all[r], get_item(int(r))) for r in rows[k * chunk_size:(k + 1) * chunk_size]]
-        read_s[0] += time.perf_counter() - t
-        return items
-    bar = tqdm(total=len(rows), initial=sum(len(rows[k * chunk_size:(k + 1) * chunk_size]) for k in done),
-               unit="structure", desc=f"featurize {name} n={params['n']} {probe}", disable=not progress)
-    try:
-        for k, result in _run_chunks(todo, payload, params, workers, scheduler):
-            _save_part(parts, k, result)
-            done.add(k); bar.update(len(rows[k * chunk_size:(k + 1) * chunk_size]))
-            if on_chunk is not None: on_chunk(k, len(done), n_chunks)
-    finally:
-        bar.close()
-    backend = ("inline" if workers == 1 else f"{workers} processes") if scheduler is None else f"dask {_address(scheduler)}"
-    return _consolidate(path, parts, task, rows, expected, n_chunks, chunk_size, resumed, backend,
-                        dict(read_s=read_s[0], wall0=wall0))
+    return None
 
 # %% ../nbs/05_store.ipynb #1c25a4ab
 def _consolidate(path: Path, parts: Path, task, rows: np.ndarray, expected: dict, n_chunks: int, chunk_size: int,
@@ -450,26 +542,64 @@ class Store:
         return {part: self.rows_for_task_index(idx) for part, idx in splits.items()}
 
 # %% ../nbs/05_store.ipynb #260246ac
+class StoreError(ValueError):
+    "A file of a store is missing, truncated or corrupt; the message names the file and how to rebuild the store."
+
+
+def _damaged(path: Path, why: str) -> StoreError:
+    return StoreError(f"{path} {why}; the store is damaged: rebuild it (build_store(..., rebuild=True) or "
+                      "deepknet data featurize ... --rebuild)")
+
+
+def _read(path: Path, load):
+    "`load(path)`; a missing, truncated or corrupt file becomes a `StoreError` naming it."
+    try: return load(path)
+    except (OSError, ValueError, EOFError) as e:  # no file, bad JSON, a short .npy (mmap longer than the file), ...
+        raise _damaged(path, f"cannot be read ({_reason(e)})") from None
+
+
+_FINITE_CHECKED: set = set()  # (features.npy, size, mtime) found finite by this process
+
+
+def _check_finite(path: Path, features: np.ndarray, rows: int = 4096) -> None:
+    "A `StoreError` naming `path` when `features` holds NaN or inf (read once per file version and process)."
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _FINITE_CHECKED: return
+    for start in range(0, len(features), rows):
+        block = np.asarray(features[start:start + rows])
+        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if bad.any(): raise _damaged(path, f"holds NaN or infinite values (row {start + int(np.argmax(bad))})")
+    _FINITE_CHECKED.add(key)
+
+
+def _read_skipped(path: Path) -> list:
+    with open(path, newline="") as f:
+        return [(r["id"], r["reason"]) for r in csv.DictReader(f)]
+
+
 def open_store(path: str | Path,  # a store directory written by `build_store`
               ) -> Store:
-    "Open a complete store, its features memory-mapped read-only."
+    "Open a complete store, its features memory-mapped read-only (sizes and finiteness checked)."
     path = Path(path).expanduser()
     if not (path / "meta.json").exists():
         hint = " (an interrupted build: run build_store again to resume it)" if (path / ".parts").exists() else ""
         raise FileNotFoundError(f"{path} is not a complete store: no meta.json{hint}")
-    meta = json.loads((path / "meta.json").read_text())
+    meta = _read(path / "meta.json", lambda p: json.loads(p.read_text()))
     if meta.get("format") != STORE_FORMAT_VERSION:
         raise ValueError(f"{path}: store format {meta.get('format')} but this deepknet-lit reads {STORE_FORMAT_VERSION}; rebuild it")
-    features = np.load(path / "features.npy", mmap_mode="r")
-    ids = json.loads((path / "ids.json").read_text())
-    if features.shape[0] != len(ids) or features.shape[0] != meta["n_ok"]:
-        raise ValueError(f"{path}: features hold {features.shape[0]} rows but ids.json {len(ids)}; the store is damaged, rebuild it")
-    with open(path / "skipped.csv", newline="") as f:
-        skipped = [(r["id"], r["reason"]) for r in csv.DictReader(f)]
-    return Store(path=path, features=features, ids=ids, y=np.load(path / "y.npy"), classes=meta["classes"],
-                 hkl=np.load(path / "hkl.npy"), in_sphere=np.load(path / "in_sphere.npy"),
-                 task_index=np.load(path / "task_index.npy"), meta=meta, skipped=skipped,
-                 values=np.load(path / "values.npy") if (path / "values.npy").exists() else None)
+    features = _read(path / "features.npy", lambda p: np.load(p, mmap_mode="r"))
+    n = meta["n_ok"]
+    if features.shape != (n, meta.get("n_points", features.shape[1]), 4):
+        raise _damaged(path / "features.npy", f"holds shape {features.shape}, meta.json says {n} materials")
+    _check_finite(path / "features.npy", features)
+    ids = _read(path / "ids.json", lambda p: json.loads(p.read_text()))
+    arrays = {k: _read(path / f"{k}.npy", np.load) for k in ("y", "hkl", "in_sphere", "task_index")}
+    for name, length in (("ids.json", len(ids)), *((f"{k}.npy", len(arrays[k])) for k in ("y", "in_sphere", "task_index"))):
+        if length != n: raise _damaged(path / name, f"holds {length} rows, features.npy {n}")
+    values = _read(path / "values.npy", np.load) if (path / "values.npy").exists() else None
+    return Store(path=path, features=features, ids=ids, classes=meta["classes"], meta=meta,
+                 skipped=_read(path / "skipped.csv", _read_skipped), values=values, **arrays)
 
 
 def list_stores(root: str | Path | None = None,  # stores folder (default `$DEEPKNET_CACHE/stores`)

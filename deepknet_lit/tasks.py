@@ -24,11 +24,13 @@ from tqdm.auto import tqdm
 from . import sources as src
 from .sources import DatasetError, RecordError, cache_root
 
+os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal retries to stderr; failures still raise here
+
 # %% auto #0
 __all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'TASKS', 'TaskData',
            'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
-           'task_symmetry', 'TaskSpec', 'load_task', 'stratified_subset', 'Splits', 'make_splits', 'task_stats',
-           'format_stats', 'class_balance_table']
+           'task_symmetry', 'TaskSpec', 'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash',
+           'task_stats', 'format_stats', 'class_balance_table']
 
 # %% ../nbs/04_tasks.ipynb #22a8b191
 @dataclass
@@ -454,6 +456,11 @@ def make_splits(task_data: TaskData, kind: str = "random", seed: int = 0,
     out = Splits(train=parts[0], valid=parts[1], test=parts[2])
     out.info = {**info, **{f"n_{p}": len(v) for p, v in out.items()}}
     return out
+
+# %% ../nbs/04_tasks.ipynb #456a8fa5
+def split_hash(test_ids) -> str:
+    "sha256 of the sorted test ids (as strings): the name of a split."
+    return hashlib.sha256("\n".join(sorted(str(i) for i in test_ids)).encode()).hexdigest()
 
 # %% ../nbs/04_tasks.ipynb #3e123526
 def task_stats(name: str, with_crystal_systems: bool = False, crystal_system_limit: int | None = None,

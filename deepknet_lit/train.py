@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -33,7 +33,7 @@ from .model import PointNet, count_parameters
 __all__ = ['FAST_MALLOC_ENV', 'TRAINING_VERSION', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig',
            'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store', 'load_task_data',
            'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer',
-           'load_model', 'train', 'main']
+           'CheckpointError', 'load_checkpoint', 'load_model', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -332,21 +332,69 @@ def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     "A distinct 63-bit seed per (seed, epoch, rank)."
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
+class CheckpointError(ValueError):
+    "A checkpoint cannot be used (damaged, holding more than tensors and plain data, or not ours); says what to do."
+
+_RETRAIN = "retrain the run (deepknet train ... --restart, or train(..., resume=False))"
+
+def _why_unloadable(e: Exception) -> str:
+    "One line saying why torch.load refused a file."
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    if unsafe is not None:
+        old = " (older deepknet-lit checkpoints pickled numpy's RNG state)" if unsafe[1].startswith("numpy") else ""
+        return f"it holds a pickled Python object ({unsafe[1]}) that could run code when loaded{old}"
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "").split(". ")[0]
+    return f"it is damaged or not a checkpoint ({type(e).__name__}: {first})"
+
+def load_checkpoint(
+    path,                       # a checkpoint file (checkpoint.pt, last.pt)
+    device: str = "cpu",        # where its tensors go
+    fix: str = _RETRAIN,         # what the error message tells the user to do
+) -> dict:
+    "A checkpoint dict loaded with `weights_only=True`: tensors and plain data only, nothing in the file runs."
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # refused by the safe unpickler, truncated zip, not a torch file at all
+        raise CheckpointError(f"{path}: refused: {_why_unloadable(e)}; {fix}") from None
+    missing = [k for k in ("model", "hparams", "config") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise CheckpointError(f"{path}: not a deepknet-lit checkpoint (no {', '.join(missing)}); {fix}")
+    return ck
+
 def load_model(
     path,                       # checkpoint.pt / last.pt, or a run directory
     device: str = "cpu",        # where to put the model
 ) -> tuple[PointNet, TrainConfig]:
-    "The trained model (eval mode) and its TrainConfig from a checkpoint."
+    "The trained model (eval mode) and its TrainConfig from a checkpoint (loaded safely, see `load_checkpoint`)."
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train first (deepknet train ... --out DIR)")
-    ck = torch.load(path, map_location=device, weights_only=False)
-    model = PointNet.from_hparams(ck["hparams"])
-    model.load_state_dict(ck["model"])
-    model.to(device).eval()
-    return model, TrainConfig.from_dict(ck["config"])
+    ck = load_checkpoint(path, device)
+    try:
+        model = PointNet.from_hparams(ck["hparams"])
+        model.load_state_dict(ck["model"])
+        config = TrainConfig.from_dict(ck["config"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # weights or fields this version does not know
+        raise CheckpointError(f"{path}: its model or configuration does not fit this deepknet-lit "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {_RETRAIN}") from None
+    return model.to(device).eval(), config
+
+def _resume(last: Path, config: TrainConfig, model, opt, sch, device) -> dict:
+    "Load model, optimiser and scheduler from `last` (same configuration only); returns the loop state."
+    restart = "start over with `deepknet train ... --restart` (train(..., resume=False)) or use another --out"
+    ck = load_checkpoint(last, device, fix=restart)
+    if ck["config"] != config.to_dict():
+        raise CheckpointError(f"{last} was written with a different configuration; {restart}")
+    try:
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sch.load_state_dict(ck["scheduler"])
+        return dict(ck["state"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{last}: cannot resume from it ({type(e).__name__}: {e}); {restart}") from None
 
 # %% ../nbs/07_train.ipynb #1c143d30
 def _batch(features, idx: np.ndarray) -> torch.Tensor:
@@ -409,7 +457,6 @@ def train(
     is_main = rank == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(config.to_dict(), out / "config.json")
 
     td = task_data
     if store is None:          # rank 0 builds the store (cached); the others wait, then open it
@@ -432,11 +479,9 @@ def train(
     state = dict(epoch=0, best=-math.inf, best_epoch=-1, bad_epochs=0, history=[], done=False)
     last = out / "last.pt"
     if resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck["config"] != config.to_dict():
-            raise ValueError(f"{last} was written with a different configuration; use another --out or resume=False")
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sch.load_state_dict(ck["scheduler"])
-        state = ck["state"]
+        state = _resume(last, config, model, opt, sch, device)  # a refused resume leaves the run folder untouched
+    if is_main:
+        write_json(config.to_dict(), out / "config.json")
     net = model
     if config.compile:
         net = torch.compile(net)
@@ -467,8 +512,7 @@ def train(
             state["epoch"] = e + 1
             state["done"] = state["bad_epochs"] >= config.patience
             ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sch.state_dict(),
-                      state=state, config=config.to_dict(), hparams=model.hparams, classes=list(store.classes),
-                      rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state()))
+                      state=state, config=config.to_dict(), hparams=model.hparams, classes=list(store.classes))
             if improved:
                 _atomic_save(ck, out / "checkpoint.pt")
             _atomic_save(ck, last)
@@ -493,9 +537,9 @@ def _final_metrics(out: Path, store, splits, config, state) -> dict:
     "Evaluate the best checkpoint on valid and test; write metrics.json."
     best, _ = load_model(out / "checkpoint.pt")
     y = np.asarray(store.y, dtype=np.int64)
-    test_ids = sorted(str(store.ids[i]) for i in splits["test"])
+    from deepknet_lit.tasks import split_hash
     res = {"config": config.to_dict(), "history": state["history"], "best_epoch": state["best_epoch"] + 1,
-           "split_hash": hashlib.sha256("\n".join(test_ids).encode()).hexdigest(),
+           "split_hash": split_hash(store.ids[i] for i in splits["test"]),
            "n_parameters": count_parameters(best), "n": {k: int(len(v)) for k, v in splits.items()},
            "skipped": len(getattr(store, "skipped", []) or []), "store": getattr(store, "meta", {}),
            "store_path": str(getattr(store, "path", config.store_path or ""))}

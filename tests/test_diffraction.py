@@ -217,12 +217,14 @@ def test_featurize_files(tmp_path):
     summary = featurize_files([tmp_path / "NaCl.cif", tmp_path / "junk.cif", tmp_path / "ZnO.cif"], out,
                               max_index=2, probe="neutron", cell="conventional", progress=False)
     assert summary["n_ok"] == 2 and summary["n_failed"] == 1
-    assert summary["errors"][0][0] == "junk" and "junk.cif" in summary["errors"][0][1]
+    assert summary["errors"][0][0] == str(tmp_path / "junk.cif") and "junk.cif" in summary["errors"][0][1]
     z = np.load(out)
-    assert list(z["ids"]) == ["NaCl", "ZnO"] and z["features"].shape == (2, 125, 4) and z["errors"].shape == (1, 2)
+    assert list(z["ids"]) == [str(tmp_path / "NaCl.cif"), str(tmp_path / "ZnO.cif")]  # paths, never stems
+    assert z["features"].shape == (2, 125, 4) and z["errors"].shape == (1, 2)
     ref = point_cloud(wurtzite(), max_index=2, probe="neutron", cell="conventional")
     assert np.allclose(z["features"][1, :, 3], ref.features[:, 3], atol=1e-4)  # CIF round trip rounds coordinates
     assert list(tmp_path.glob("sub/*.npz")) == [out]  # no temporary file left behind
+    assert out.stat().st_mode & 0o777 == 0o644  # readable by others, like any file the user writes
 
 
 def test_plots_run_headless():

@@ -333,7 +333,7 @@ def test_fetch_mp_interrupt_and_resume(tmp_path, no_real_mprester):
     docs = mp_docs(11)
     d = tmp_path / "mp"
     first = FakeMP(docs, fail_on=4)  # id list, chunk 0, chunk 1, then chunk 2 fails
-    with pytest.raises(ConnectionError):
+    with pytest.raises(DatasetError, match=r"chunk 3 of 4 failed \(ConnectionError: connection reset by peer\).*resume"):
         fetch_mp(chunk_size=3, client=first, cache_dir=d, progress=False, theoretical=False)
     man = json.loads((d / "manifest.json").read_text())
     assert man["done"] == [0, 1] and len(man["chunks"]) == 4
@@ -401,7 +401,7 @@ def test_cif_folder_from_upstream_archive(tmp_path, monkeypatch, tmp_cache):
     s = rocksalt()
 
     def fake_retrieve(url, known_hash=None, fname=None, path=None, progressbar=False, processor=None):
-        assert url.endswith(".tar.gz") and src._MEGNET in url and isinstance(processor, src.pooch.Untar)
+        assert url.endswith(".tar.gz") and src._MEGNET in url and callable(processor)  # unpacks with safe_extract
         top = Path(path) / "x.tar.gz.untar" / f"MEGNet-{src._MEGNET}"
         for folder in ("data_elasticity", "data"):
             (top / folder).mkdir(parents=True, exist_ok=True)  # pooch re-uses an unpacked archive
