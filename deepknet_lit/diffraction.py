@@ -442,7 +442,7 @@ def structure_files(paths):  # files and folders, str or Path
             if key not in seen: seen.add(key); out.append((sid, f))  # a file named twice is read once
     return out
 
-# %% ../nbs/01_diffraction.ipynb #34c2c2c4
+# %% ../nbs/01_diffraction.ipynb #f4d2707a
 def _read_text(path):  # Path, optionally .gz
     "The text of a file: UTF-8, else Latin-1 (old CIFs write authors' names in it; every byte decodes)."
     data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
@@ -490,7 +490,7 @@ def structure_items(path,  # one structure file
     if not items: raise ValueError(f"{sid}: no structure in the file")
     return [(sid, items[0])] if len(items) == 1 else [(f"{sid}#{k}", it) for k, it in enumerate(items)]
 
-# %% ../nbs/01_diffraction.ipynb #46a7e162
+# %% ../nbs/01_diffraction.ipynb #7882e4ee
 def _structure(item,  # CIF text of one block, or a Structure
                sid,  # id, for messages
                ordered=False):  # refuse partial occupancies
@@ -530,7 +530,7 @@ def read_structure(path):  # a file holding one structure
     if len(got) != 1: raise ValueError(f"{path}: the file holds {len(got)} structures; read_structures gives each its id")
     return got[0][1]
 
-# %% ../nbs/01_diffraction.ipynb #e998babf
+# %% ../nbs/01_diffraction.ipynb #04977cca
 def _featurize_chunk(items, settings, ordered):  # [(id, CIF text | Structure)], point_clouds kwargs, refuse disorder?
     "Worker: (PointCloudBatch, {id: formula}) of one chunk, parsed on the fast path; bad items land in `errors`."
     structures, ids, errors, formulas = [], [], [], {}
@@ -573,7 +573,7 @@ def featurize_items(items,  # [(id, CIF text | Structure)], e.g. from `structure
             parts = list(tqdm(pool.map(_featurize_chunk, chunks, *args), **bar))
     return _merge(parts, settings, {sid: k for k, (sid, _) in enumerate(items)})
 
-# %% ../nbs/01_diffraction.ipynb #00e7521e
+# %% ../nbs/01_diffraction.ipynb #13217f2f
 def _write_atomic(out, write):  # Path, function(tmp_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=out.suffix, dir=out.parent)

@@ -22,12 +22,12 @@ from .train import PROFILES, TRAINING_VERSION, make_config, train
 
 # %% auto #0
 __all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'TRIGONAL_SETTINGS',
-           'HYPERPARAMETER_VARIANTS', 'BOOK_DIR', 'book_profile', 'parse_list', 'results_dir', 'config_key',
-           'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows',
-           'beats', 'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store',
-           'drop_materials', 'training_allowed', 'experiment_key', 'run_experiment', 'run_grid', 'run_baseline',
-           'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached', 'profile_note',
-           'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
+           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'BOOK_DIR', 'book_profile', 'parse_list', 'results_dir',
+           'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows',
+           'load_rows', 'beats', 'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store',
+           'drop_materials', 'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'run_grid',
+           'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached',
+           'profile_note', 'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
 
 # %% ../nbs/12_experiments.ipynb #e80dfcfe
 PAPER = {
@@ -89,7 +89,7 @@ def book_profile(profile: str) -> dict:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(GRIDS)}")
     return {**GRIDS[profile], "train": PROFILES[profile]}
 
-# %% ../nbs/12_experiments.ipynb #973ab9b1
+# %% ../nbs/12_experiments.ipynb #13ace0d3
 def parse_list(value,  # None, a list/tuple, a single value, or a string: YAML/JSON list or comma-separated
                default,  # what None means
                kind=str,  # type of each element
@@ -151,7 +151,7 @@ def verdict(paper, low: float, high: float) -> str:
     if paper is None or not math.isfinite(low): return "no paper number" if paper is None else "no result yet"
     return "paper inside our interval" if low <= paper <= high else ("paper above" if paper > high else "paper below")
 
-# %% ../nbs/12_experiments.ipynb #569958e4
+# %% ../nbs/12_experiments.ipynb #5b5749e9
 ROW_KEYS = ("artefact", "task", "n", "perturbation", "model", "metric", "paper", "ours", "sd", "low", "high", "seeds",
             "verdict", "note")
 _TASK_SIZES: dict = {}
@@ -218,7 +218,7 @@ def load_rows(profile: str) -> list:
     d = results_dir(profile) / "tables"
     return [dict(r, chapter=p.stem) for p in sorted(d.glob("*.json")) for r in json.loads(p.read_text())] if d.exists() else []
 
-# %% ../nbs/12_experiments.ipynb #8442ada0
+# %% ../nbs/12_experiments.ipynb #a3c83bcc
 def beats(a: dict, b: dict) -> str:
     "'beats', 'ties' or 'loses to': row `a` against row `b`, by their 95 % intervals."
     if not (math.isfinite(a["low"]) and math.isfinite(b["low"])): return "cannot yet be compared with"
@@ -298,6 +298,12 @@ def training_allowed() -> bool:
     "Whether a missing result may be computed now (`DEEPKNET_TRAIN_MISSING` is not '0')."
     return os.environ.get(TRAIN_ENV, "1") != "0"
 
+def task_split_hash(config, task) -> str:
+    "`split_hash` of the task-level test set of `config` (the split every n, φ, model and baseline of a task and seed shares)."
+    from deepknet_lit.tasks import make_splits
+    sp = make_splits(task, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
+    return split_hash(task.ids[i] for i in sp["test"])
+
 def experiment_key(config, exclude: list, task) -> str:
     "The cache key of an experiment: configuration, held-out ids, data fingerprint, featurizer and training versions."
     return config_key({"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
@@ -328,7 +334,8 @@ def run_experiment(task: str,  # task name
     record = dict(key=key, profile=profile, version=deepknet_lit.__version__, run_dir=str(run_dir),
                   experiment=dict(task=task, n=n, probe=config.probe, perturbation=perturbation, seed=seed),
                   excluded=exclude, data=task_fingerprint(experiment_task(config)), featurizer=FEATURIZER_VERSION,
-                  training=TRAINING_VERSION, split_hash=metrics["split_hash"],
+                  training=TRAINING_VERSION, split_hash=task_split_hash(config, experiment_task(config)),
+                  test_hash=metrics["split_hash"],
                   config=config.to_dict(), seconds=round(time.time() - t0, 1), best_epoch=metrics.get("best_epoch"),
                   n_materials=metrics.get("n"), valid=metrics["valid"], test=metrics["test"], history=metrics.get("history"))
     write_json(record, path)
@@ -349,7 +356,7 @@ def run_grid(experiments: list[dict],  # dicts of `run_experiment` arguments
                      "record": r})
     return pd.DataFrame(rows)
 
-# %% ../nbs/12_experiments.ipynb #6fd57b0c
+# %% ../nbs/12_experiments.ipynb #c1ff8ed7
 BASELINES = ("majority", "density", "xgboost", "rf")
 
 def _majority(store, split: dict) -> dict:
@@ -398,16 +405,20 @@ def run_baseline(task: str,  # task name
                            kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2, progress=progress)
     record = dict(key=key, profile=profile, experiment=dict(task=task, n=n, model=model, seed=seed, grid=grid),
                   data=task_fingerprint(task_data), featurizer=FEATURIZER_VERSION, training=TRAINING_VERSION,
-                  split_hash=split_hash(store.ids[i] for i in split["test"]), seconds=round(time.time() - t0, 1),
+                  split_hash=task_split_hash(config, task_data), test_hash=split_hash(store.ids[i] for i in split["test"]), seconds=round(time.time() - t0, 1),
                   best_params=res.get("best_params"), valid=res["valid"], test=res["test"])
     write_json(record, path)
     return record
 
-# %% ../nbs/12_experiments.ipynb #2a8c80c0
+# %% ../nbs/12_experiments.ipynb #228ba70b
 SMALL_TASKS = ("bulk_modulus", "shear_modulus", "stability")  # minutes per run on 2 cores (metallicity: ~20)
 TRIGONAL_SETTINGS = {"n3_no_intensity": dict(n=3, perturbation="no_intensity"), "n3": dict(n=3), "n27": dict(n=27)}
 HYPERPARAMETER_VARIANTS = {"dropout 0.4": dict(dropout=0.4), "SGD, lr 0.01": dict(optimizer="sgd", lr=0.01),
                            "mean pooling": dict(pooling="mean"), "self-attention pooling": dict(pooling="attention")}
+NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule, on validation, for the elastic tasks
+    "32-64-128": dict(mlp=(32, 64, 128), head=(128, 64)),
+    "64-128-256-512": dict(mlp=(64, 128, 256, 512), head=(512, 256)),
+    "80 epochs": dict(epochs=80), "lr 2e-3": dict(lr=2e-3)}
 
 def is_abo3(formula: str) -> bool:
     "An ABO₃ oxide: one A, one B, three O per formula unit (the family of Table II)."
@@ -440,6 +451,8 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task="metallicity", n=125, seed=s, mlp=(64, 128, 256, 32), head=(128, 64)) for s in seeds[:1]]
     jobs += [_base(task=t, model="rf", seed=s) for s in seeds for t in small + big]
     jobs += [_net(task="metallicity", n=343, seed=seeds[0], **kw) for kw in HYPERPARAMETER_VARIANTS.values()]
+    jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
+             if t in tasks_]
     return [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
 
 def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
@@ -507,14 +520,27 @@ def chapter_paths(chapters=None, book_dir: Path = BOOK_DIR) -> list[Path]:
     if missing: raise ValueError(f"unknown chapter(s) {missing}: the book has {sorted(known)}")
     return [known[c] for c in chapters]
 
-def execute_chapter(src: Path, dst: Path, profile: str, parameters: dict | None = None) -> Path:
+def _ipc_kernels(folder: Path):
+    "A kernel-manager class whose kernels talk over IPC sockets in `folder` (ipykernel warns on every unencrypted TCP start)."
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw): super().__init__(**{"transport": "ipc", "ip": str(folder / "kernel"), **kw})
+    return IPCKernelManager
+
+def execute_chapter(src: Path,  # the chapter notebook
+                    dst: Path,  # where the executed copy goes
+                    profile: str,  # the profile parameter
+                    parameters: dict | None = None,  # other parameters
+                   ) -> Path:
     "Execute one chapter with papermill; a failing cell raises, naming the chapter."
-    import papermill as pm
+    import tempfile, warnings, papermill as pm
     dst.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, **(parameters or {})}
     try:
-        pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", cwd=str(src.parent),
-                            progress_bar=False, log_output=False)
+        with tempfile.TemporaryDirectory(prefix="deepknet-kernel-") as sockets, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Cell is missing an id field")  # papermill's injected cell
+            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", cwd=str(src.parent),
+                                progress_bar=False, log_output=False, kernel_manager_class=_ipc_kernels(Path(sockets)))
     except pm.PapermillExecutionError as err:
         raise RuntimeError(f"chapter {src.stem} failed in cell {err.exec_count}: {err.ename}: {err.evalue}") from err
     show_effective_parameters(dst)

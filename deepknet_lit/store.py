@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -328,8 +328,10 @@ def _intact_chunks(parts: Path) -> set[int]:
 def _build_lock(path: Path):
     "Hold `path/.lock` exclusively: a second build of the same store waits here, then finds it finished."
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "a") as fh:
-        if fcntl is not None:
+    try: fh = open(path / ".lock", "a")
+    except OSError: fh = None  # a read-only (shared) store folder: nothing will be written there
+    with fh or nullcontext():
+        if fh is not None and fcntl is not None:
             try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 warnings.warn(f"another process is building {path.name}; waiting for it to finish")
@@ -436,10 +438,10 @@ def _reuse(path: Path, expected: dict, rebuild: bool) -> Store | None:
     "The store at `path` when it is complete, intact and matches `expected`; else clear it (warning why): None."
     if (path / "meta.json").exists() and not rebuild:
         try:
-            reason = _stale_reason(json.loads((path / "meta.json").read_text()), expected)
+            reason = _stale_reason(_read(path / "meta.json", lambda p: json.loads(p.read_text())), expected)
             if reason is None: return open_store(path)
             reason = f"is stale ({reason})"
-        except (StoreError, ValueError) as e:  # a truncated, corrupt or NaN-holding file, an unreadable meta.json
+        except ValueError as e:  # StoreError: a truncated, corrupt or NaN-holding file; or an old store format
             reason = f"is damaged ({e})"
         warnings.warn(f"store {path.name} {reason}; rebuilding it")
         _clear(path)

@@ -457,7 +457,7 @@ def make_splits(task_data: TaskData, kind: str = "random", seed: int = 0,
     out.info = {**info, **{f"n_{p}": len(v) for p, v in out.items()}}
     return out
 
-# %% ../nbs/04_tasks.ipynb #456a8fa5
+# %% ../nbs/04_tasks.ipynb #79c455af
 def split_hash(test_ids) -> str:
     "sha256 of the sorted test ids (as strings): the name of a split."
     return hashlib.sha256("\n".join(sorted(str(i) for i in test_ids)).encode()).hexdigest()

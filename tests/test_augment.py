@@ -100,9 +100,23 @@ def _feats(d):
     return I, torch.tensor(np.concatenate([xyz, It[..., None]], -1), dtype=torch.float32)
 
 
-def test_phi2_scales_raw_intensity_per_material(diffraction_consts):
+def test_phi2_scales_normalised_intensity_per_material(diffraction_consts):
+    "The authors' phi2: the normalised log intensity times one U(0, 1] factor per material, fresh per call."
     I, f = _feats(diffraction_consts)
     outs = [A.perturb(f, "phi2", torch.Generator().manual_seed(s)) for s in range(3)]
+    for p in outs:
+        assert torch.equal(p[..., :3], f[..., :3])
+        s = (p[..., 3] / f[..., 3]).numpy()
+        assert np.allclose(s, s[:, :1], rtol=1e-5) and (s > 0).all() and (s <= 1 + 1e-6).all()
+    assert not torch.equal(outs[0], outs[1])
+    same_draws = A.perturb(f, "phi2_raw", torch.Generator().manual_seed(0))  # the same factor applied to raw I instead
+    s0 = (outs[0][..., 3] / f[..., 3])[:, :1]
+    assert torch.allclose(A._denormalise_t(same_draws[..., 3])[:, 2:].float(), (torch.tensor(I[:, 2:]) * s0).float(), rtol=2e-3)
+
+
+def test_phi2_raw_scales_raw_intensity_per_material(diffraction_consts):
+    I, f = _feats(diffraction_consts)
+    outs = [A.perturb(f, "phi2_raw", torch.Generator().manual_seed(s)) for s in range(3)]
     for p in outs:
         assert torch.equal(p[..., :3], f[..., :3])
         raw = A._denormalise_t(p[..., 3]).numpy()
@@ -120,7 +134,7 @@ def test_phi2_scales_raw_intensity_per_material(diffraction_consts):
 def test_phi2_factor_is_uniform(diffraction_consts):
     I, f = _feats(diffraction_consts)
     big = f[:1, 3:4].expand(4000, 1, 4).clone()           # one point with I = 20, 4000 copies
-    p = A.perturb(big, "phi2", torch.Generator().manual_seed(0))
+    p = A.perturb(big, "phi2_raw", torch.Generator().manual_seed(0))
     s = (A._denormalise_t(p[..., 3]) / 20.0).numpy().ravel()
     h, _ = np.histogram(s, bins=10, range=(0, 1))
     assert ((h - 400) ** 2 / 400).sum() < 27.9

@@ -40,7 +40,7 @@ def test_config_roundtrip_and_files(tmp_path):
     assert T.TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     (tmp_path / "c.json").write_text(json.dumps({"lr": 0.01, "mlp": [4, 8]}))
     (tmp_path / "c.yaml").write_text("lr: 0.02\nhead: [4]\n")
-    assert T.make_config("cpu", tmp_path / "c.json").mlp == (4, 8)
+    assert T.make_config("full", tmp_path / "c.json").mlp == (4, 8)
     c2 = T.make_config(None, tmp_path / "c.yaml", lr=0.5)
     assert c2.lr == 0.5 and c2.head == (4,)
     with pytest.raises(ValueError, match="unknown profile"):
@@ -49,7 +49,7 @@ def test_config_roundtrip_and_files(tmp_path):
         T.TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(FileNotFoundError):
         T.load_config_file(tmp_path / "missing.json")
-    assert set(T.PROFILES) == {"quick", "cpu", "gpu"} and T.PROFILES["gpu"]["mlp"][-1] == 1024
+    assert set(T.PROFILES) == {"quick", "full", "gpu"} and T.PROFILES["gpu"]["mlp"][-1] == 1024 and T.PROFILES["full"]["limit"] is None
 
 
 def test_train_writes_metrics_and_learns(tmp_path, npz):
@@ -101,16 +101,16 @@ def test_resume_is_exact(tmp_path):
     a = T.train(cfg, tmp_path / "a", store=store, progress=False)
     assert T.train(cfg, tmp_path / "b", store=store, progress=False, stop_after=1) == {}
     assert not (tmp_path / "b" / "metrics.json").exists()
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["state"]["epoch"] == 1
+    assert T.load_checkpoint(tmp_path / "b" / "last.pt")["state"]["epoch"] == 1
     b = T.train(cfg, tmp_path / "b", store=store, progress=False)
     assert a["test"] == b["test"] and a["valid"] == b["valid"]
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
-    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    wa = T.load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    wb = T.load_checkpoint(tmp_path / "b" / "last.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # a different seed gives different weights (the comparison above can fail)
     c = T.train(cfg.replace(seed=1), tmp_path / "c", store=store, progress=False)
-    wc = torch.load(tmp_path / "c" / "last.pt", weights_only=False)["model"]
+    wc = T.load_checkpoint(tmp_path / "c" / "last.pt")["model"]
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     # resuming with a changed config is refused
     with pytest.raises(ValueError, match="different configuration"):
