@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import xgboost as xgb
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, roc_auc_score
 from tqdm.auto import tqdm
@@ -95,6 +94,7 @@ def make_estimator(
                                       random_state=seed, n_jobs=n_jobs)
     if kind == "xgb":
         depth = params["max_depth"]
+        import xgboost as xgb  # the `baselines` extra: imported on first use
         return xgb.XGBClassifier(n_estimators=params["n_estimators"], max_depth=0 if depth is None else depth,
                                  grow_policy="lossguide" if depth is None else "depthwise",
                                  colsample_bynode=_colsample(params["max_features"], n_features),

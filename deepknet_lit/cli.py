@@ -140,6 +140,14 @@ def _add_featurize_flags(p, store=False):
 _FILES_HELP = ("structure files or folders: CIF (every data block), POSCAR/CONTCAR, pymatgen JSON, extended XYZ (with ASE), "
                "anything pymatgen reads")
 
+def _matbench(a):
+    from .featurizer import DiffractionFeaturizer
+    from .matbench import report, run_matbench, write_record
+    feat = DiffractionFeaturizer(max_index=a.max_index, point_set=a.point_set, probe=a.probe, cell=a.cell, mode=a.mode)
+    record = run_matbench(a.task, a.data, model=a.model, featurizer=feat, splits=a.splits, seed=a.seed)
+    print(f"{report(record)}\nwrote {write_record(record, a.out)}")
+    return 0
+
 def build_parser() -> argparse.ArgumentParser:
     "The `deepknet` argument parser."
     p = argparse.ArgumentParser(prog="deepknet", description="3D diffraction point clouds and PointNet property classification (Wang et al. 2022).")
@@ -222,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="full", choices=["quick", "full", "gpu"])
     r.add_argument("--json", action="store_true", help="a JSON list of rows instead of a table")
     r.set_defaults(func=_results)
+
+    mb = sub.add_parser("matbench", help="matbench's five official folds on a matbench data file -> its record (JSON)")
+    mb.add_argument("task", help="a matbench structure task: matbench_mp_is_metal, matbench_mp_gap, matbench_log_kvrh, ...")
+    mb.add_argument("--data", required=True, help="the task's data file (.json or .json.gz, as matminer stores it)")
+    mb.add_argument("-o", "--out", required=True, help="the record, as MatbenchTask.as_dict() writes it (.json or .json.gz)")
+    mb.add_argument("--model", default="xgboost", choices=["xgboost", "rf"], help="XGBoost (needs the baselines extra) or a random forest")
+    mb.add_argument("--mode", default="barcode", choices=["barcode", "cloud"], help="bar codes (n values) or flattened clouds (4n)")
+    mb.add_argument("--splits", default=None, help="matbench's matbench_v0.1_validation.json: its folds instead of rebuilt ones")
+    mb.add_argument("--seed", type=int, default=0, help="random_state of the models")
+    _add_featurize_flags(mb); mb.set_defaults(func=_matbench)
     return p
 
 # %% ../nbs/13_cli.ipynb #6f9ccd87

@@ -42,7 +42,7 @@ _PMG_TABLES = Path(pymatgen.analysis.diffraction.__file__).parent
 ATOMIC_SCATTERING_PARAMS = json.loads((_PMG_TABLES / "atomic_scattering_params.json").read_text())  # X-ray a_i, b_i
 ATOMIC_SCATTERING_LEN = json.loads((_PMG_TABLES / "neutron_scattering_length.json").read_text())  # neutron b, fm
 
-FEATURIZER_VERSION = "2"  # 2: standard cells from moyopy (1: spglib). Bump when the numbers a point cloud holds change (featurized stores are rebuilt)
+FEATURIZER_VERSION = "3"  # 3: standard cells from moyopy, its default angle tolerance (2: 5 degrees; 1: spglib). Bump when the numbers a point cloud holds change (featurized stores are rebuilt)
 CU_KALPHA = 1.5418  # Å, the paper's Cu Kα wavelength
 XRAY_S2_FACTOR = 41.78214  # Å² prefactor of the Gaussian sum in Eq. A1 (pymatgen's value)
 INTENSITY_EPS = 1e-6  # added before the log (paper, Appendix A)
@@ -138,18 +138,19 @@ def check_structure(structure,  # pymatgen Structure
 
 # %% ../nbs/01_diffraction.ipynb #e0c747eb
 CELL_SYMPREC = 0.01  # Å, distance tolerance when finding the standard cells (pymatgen's default)
-CELL_ANGLE_TOLERANCE = 5.0  # degrees, angle tolerance (pymatgen's default)
+CELL_ANGLE_TOLERANCE = None  # moyopy's default (see below); pymatgen's spglib route uses 5 degrees
 logging.getLogger("moyo").setLevel(logging.ERROR)  # moyopy logs a warning per crystal whose input cell is not primitive
 
 def symmetry_dataset(structure,  # pymatgen Structure
                      symprec=CELL_SYMPREC,  # Å, distance tolerance
-                     angle_tolerance=CELL_ANGLE_TOLERANCE,  # degrees
+                     angle_tolerance=CELL_ANGLE_TOLERANCE,  # degrees, or None: moyopy's own lattice tolerance
                      name="structure"):  # used in error messages
     "moyopy's `MoyoDataset` of `structure`, and the site composition of each of its atom types."
     kinds = {}  # site composition -> atom type
     numbers = [kinds.setdefault(site.species, len(kinds)) for site in structure]
     cell = moyopy.Cell(structure.lattice.matrix.tolist(), structure.frac_coords.tolist(), numbers)
-    try: return moyopy.MoyoDataset(cell, symprec=symprec, angle_tolerance=math.radians(angle_tolerance)), list(kinds)
+    angle = None if angle_tolerance is None else math.radians(angle_tolerance)
+    try: return moyopy.MoyoDataset(cell, symprec=symprec, angle_tolerance=angle), list(kinds)
     except Exception as e:  # moyopy gives up on some inputs (overlapping atoms, tolerances too loose, ...)
         raise ValueError(f"{name}: no space group found at symprec={symprec} Å ({type(e).__name__}: {e})") from e
 
@@ -162,19 +163,16 @@ def standard_cell(structure,  # pymatgen Structure
     if cell not in CELLS: raise ValueError(f"unknown cell {cell!r}: use one of {CELLS}")
     if cell == "as_given": return structure
     dataset, species = symmetry_dataset(structure, name=name)
-    if dataset.number <= 2: return _pymatgen_standard_cell(structure, cell, name)  # triclinic: pymatgen's convention
     c = dataset.prim_std_cell if cell == "primitive" else dataset.std_cell
-    return Structure(c.basis, [species[k] for k in c.numbers], c.positions)
+    ours = Structure(c.basis, [species[k] for k in c.numbers], c.positions)
+    return _pymatgen_triclinic_cell(structure, cell) or ours if dataset.number <= 2 else ours
 
-def _pymatgen_standard_cell(structure, cell, name):
-    "pymatgen's (spglib's) standard cell."
+def _pymatgen_triclinic_cell(structure, cell):
+    "pymatgen's (spglib's) standard cell of a triclinic crystal, or None where spglib finds no symmetry at all."
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-    try:
-        sga = SpacegroupAnalyzer(structure, symprec=CELL_SYMPREC, angle_tolerance=CELL_ANGLE_TOLERANCE)
-        return sga.get_primitive_standard_structure() if cell == "primitive" else sga.get_conventional_standard_structure()
-    except Exception as e:  # spglib gives up on some inputs (overlapping atoms, ...)
-        raise ValueError(f"{name}: could not build the standard {cell} cell ({type(e).__name__}: {e}); "
-                         "try cell='as_given'") from e
+    try: sga = SpacegroupAnalyzer(structure, symprec=CELL_SYMPREC, angle_tolerance=5.0)
+    except Exception: return None  # spglib gives up on some noisy cells that moyopy handles: keep moyopy's
+    return sga.get_primitive_standard_structure() if cell == "primitive" else sga.get_conventional_standard_structure()
 
 
 # %% ../nbs/01_diffraction.ipynb #6d1b5674

@@ -77,6 +77,17 @@ def structure_rng(
     return np.random.default_rng([int(seed), *np.frombuffer(digest, dtype=np.uint32).tolist()])
 
 
+def _transformed(features, seed, R, mode, angle, shuffle, perturbation) -> torch.Tensor:
+    "(len(features) · R, n, C): each structure's R transforms from its own generator (one thread: the tensors are tiny)."
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a parallel region per tiny op costs more than the op, badly so on busy cores
+    try:
+        return torch.cat([augment(torch.from_numpy(f).expand(R, *f.shape).clone(), structure_rng(f, seed), mode, angle,
+                                  shuffle, perturbation) for f in features])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def rotation_probs(
     model: torch.nn.Module,  # a trained PointNet
     features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
@@ -98,8 +109,7 @@ def rotation_probs(
     model.eval()
     with torch.inference_mode():
         for s in range(0, len(features), per):
-            x = torch.cat([augment(torch.from_numpy(f).expand(R, *f.shape).clone(), structure_rng(f, seed), mode, angle,
-                                   shuffle, c.get("perturbation", "phi1")) for f in features[s:s + per]])
+            x = _transformed(features[s:s + per], seed, R, mode, angle, shuffle, c.get("perturbation", "phi1"))
             p = torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy()  # (structures · R, k)
             out.append(p.reshape(-1, R, p.shape[-1]))
     return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
@@ -124,13 +134,13 @@ def load_run(
     if isinstance(model_dir, tuple):
         model, config = model_dir
         return model.eval(), config
-    from deepknet_lit.train import load_model
+    from deepknet_lit.train import load_checkpoint, load_model
     path = Path(model_dir)
     if not path.exists():
         raise FileNotFoundError(f"no trained model at {path}: pass the run directory written by `deepknet train`")
     model, config = load_model(path)
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
-    classes = torch.load(ckpt, map_location="cpu", weights_only=False).get("classes")
+    classes = load_checkpoint(ckpt).get("classes")  # weights_only: nothing in the file runs
     if classes:  # the class names are saved next to the weights, not in the config
         config = {**_cfg(config), "classes": [str(c) for c in classes]}
     return model.eval(), config

@@ -437,6 +437,7 @@ def train(
     progress: bool = True,      # tqdm progress bars
     store=None,                 # an already opened store (default: from the config)
     stop_after: int | None = None,  # stop (as if killed) after this many epochs in total; for testing resume
+    on_epoch=None,              # callable(epoch, model, state) after each epoch on rank 0 (a benchmark's clock)
     task_data=None,             # the TaskData the splits are made from (default: loaded from the config)
 ) -> dict:
     "Train a PointNet; returns the metrics dict also written to out_dir/metrics.json."
@@ -518,6 +519,7 @@ def train(
             _atomic_save(ck, last)
             stop[:] = torch.tensor([float(state["done"]), float(state["epoch"])])
             bar.set_postfix(loss=f"{loss:.3f}", valid_auc=f"{vm['roc_auc']:.3f}")
+            if on_epoch is not None: on_epoch(e + 1, model, state)
         if world > 1:
             flags = stop.to(device) if device.type == "cuda" else stop
             dist.broadcast(flags, src=0)

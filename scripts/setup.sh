@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment .venv/ in the repository root,
-# install deepknet-lit with its pinned dependencies, and register the Jupyter kernel "deepknet-lit".
+# install deepknet-lit with every extra at the exact versions of constraints.txt (pyproject.toml holds compatible
+# ranges only), and register the Jupyter kernel "deepknet-lit".
 # Idempotent: reinstalls only when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,13 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing pinned dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,all]'
+  # exactly the pinned set: a distribution installed but not pinned means constraints.txt misses a new dependency
+  unpinned=$(.venv/bin/python -m pip freeze --exclude-editable | grep -vxFf constraints.txt || true)
+  if [ -n "$unpinned" ]; then
+    echo "[setup] installed but not pinned in constraints.txt (add them):" $unpinned >&2
+    if [ "${CI:-}" = "true" ]; then exit 1; fi
+  fi
   .venv/bin/python -m ipykernel install --sys-prefix --name deepknet-lit --display-name "Python (deepknet-lit)" >/dev/null
   echo "$want" > $stamp
 fi
