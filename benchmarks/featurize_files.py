@@ -34,16 +34,13 @@ from deepknet_lit import sources
 
 DATASET = "mp_mtcgcnn_36k"
 GOAL = 8.0
-# Dataset indices on which moyopy 0.21 never returns (angle_tolerance given: an endless loop that eats memory, as in
-# spglib/moyo issue 43) inside `diffraction.standard_cell`; left out of the sample until that is fixed there.
-MOYOPY_HANGS = (8454, 14412, 15325, 15586, 18125, 19728, 19923, 20178, 22054, 22466, 22520, 24678, 25903, 33619, 36335)
 DEEPKNET = str(Path(sys.executable).parent / "deepknet")
 
 
 def write_cifs(folder: Path, n: int, seed: int = 0) -> list[Path]:
     "A fixed random sample of `n` CIF files of the dataset, named by their index."
     texts = sources.cif_texts(DATASET)
-    keys = sorted(set(texts) - set(MOYOPY_HANGS))
+    keys = sorted(texts)
     paths = []
     for i in sorted(np.random.default_rng(seed).choice(len(keys), n, replace=False)):
         p = folder / f"{keys[i]}.cif"
@@ -112,7 +109,7 @@ def main() -> None:
                      load_average_before=[round(x, 2) for x in load_before],
                      load_average_after=[round(x, 2) for x in load_after]),
         package_version=deepknet_lit.__version__, files=a.n, featurized=int(n_ok), skipped=int(n_failed),
-        sample=f"fixed random sample (seed 0) of {DATASET}, without the {len(MOYOPY_HANGS)} entries on which moyopy hangs",
+        sample=f"fixed random sample (seed 0) of {DATASET}",
         settings="n = 343 (max_index 3, cube), X-ray, standard primitive cell",
         deepknet_featurize=dict(**ours, structures_per_s=ours_rate, command="deepknet featurize DIR -o out.npz"),
         deepknet_featurize_one_worker=dict(**one, structures_per_s=rate(a.n, one["wall_s"]),

@@ -422,8 +422,11 @@ NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule
 
 def is_abo3(formula: str) -> bool:
     "An ABO₃ oxide: one A, one B, three O per formula unit (the family of Table II)."
+    import warnings
     from pymatgen.core import Composition
-    c = Composition(formula).reduced_composition
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "no Pauling electronegativity for He"
+        c = Composition(formula).reduced_composition
     return len(c.elements) == 3 and c.get("O", 0) == 3 and all(c[e] == 1 for e in c.elements if e.symbol != "O")
 
 def perovskite_ids(task: str = "metallicity") -> list:
@@ -521,10 +524,14 @@ def chapter_paths(chapters=None, book_dir: Path = BOOK_DIR) -> list[Path]:
     return [known[c] for c in chapters]
 
 def _ipc_kernels(folder: Path):
-    "A kernel-manager class whose kernels talk over IPC sockets in `folder` (ipykernel warns on every unencrypted TCP start)."
+    """A kernel-manager class whose kernels talk over IPC sockets in `folder` (ipykernel warns on every unencrypted
+    TCP start) and keep their own log off the console (a chapter's output and errors travel as messages)."""
+    import subprocess
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw): super().__init__(**{"transport": "ipc", "ip": str(folder / "kernel"), **kw})
+        async def start_kernel(self, **kw):
+            return await super().start_kernel(**{"stderr": subprocess.DEVNULL, **kw})
     return IPCKernelManager
 
 def execute_chapter(src: Path,  # the chapter notebook

@@ -7,6 +7,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/predict.html.md"""
 # %% ../nbs/11_predict.ipynb #c8916e38
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tempfile
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pymatgen.core import Structure
+from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from .augment import augment, resolve_rotation
 from .diffraction import featurize_items, read_items
@@ -77,24 +79,40 @@ def structure_rng(
     return np.random.default_rng([int(seed), *np.frombuffer(digest, dtype=np.uint32).tolist()])
 
 
+class _Stacked(np.random.Generator):
+    "Draws for (structures × R) rows in one call: each structure's R rows come from its own generator."
+    def __init__(self, generators, R):
+        super().__init__(np.random.PCG64(0))
+        self.generators, self.R = generators, R
+    def standard_normal(self, size, *args, **kwargs):
+        return np.concatenate([g.standard_normal((self.R, *size[1:])) for g in self.generators])
+    def random(self, size, *args, **kwargs):
+        return np.concatenate([g.random((self.R, *size[1:])) for g in self.generators])
+
+
 def _transformed(features, seed, R, mode, angle, shuffle, perturbation) -> torch.Tensor:
-    "(len(features) · R, n, C): each structure's R transforms from its own generator (one thread: the tensors are tiny)."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a parallel region per tiny op costs more than the op, badly so on busy cores
-    try:
-        return torch.cat([augment(torch.from_numpy(f).expand(R, *f.shape).clone(), structure_rng(f, seed), mode, angle,
-                                  shuffle, perturbation) for f in features])
-    finally:
-        torch.set_num_threads(threads)
+    "(len(features) · R, n, C): each structure's R transforms, drawn from its own generator, applied as one batch."
+    x = torch.from_numpy(np.repeat(features, R, axis=0))  # structure i's copies are rows iR .. iR + R - 1
+    return augment(x, _Stacked([structure_rng(f, seed) for f in features], R), mode, angle, shuffle, perturbation)
 
+# %% ../nbs/11_predict.ipynb #9f4d0375
+def _folded(model: torch.nn.Module) -> torch.nn.Module:
+    "An eval-mode copy of `model` with every Linear → BatchNorm1d pair inside an `nn.Sequential` folded into one Linear."
+    net = copy.deepcopy(model).eval()
+    for seq in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], torch.nn.Linear) and isinstance(seq[i + 1], torch.nn.BatchNorm1d):
+                seq[i], seq[i + 1] = fuse_linear_bn_eval(seq[i], seq[i + 1]), torch.nn.Identity()
+    return net
 
+# %% ../nbs/11_predict.ipynb #7d59d726
 def rotation_probs(
     model: torch.nn.Module,  # a trained PointNet
     features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
     config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
     n_rotations: int = 8,  # seeded random transforms per structure; 0 = the cloud as featurized
     seed: int = 0,  # evaluation seed, combined with each structure's hash
-    batch_size: int = 1024,  # point clouds (structures × rotations) per forward pass
+    batch_size: int | None = None,  # point clouds (structures × rotations) per forward pass; None: ~512 MB of activations
 ) -> np.ndarray:  # (N, max(1, n_rotations), k) class probabilities of every transform
     "Softmax probabilities of every structure under each of its own seeded transforms."
     c = _cfg(config) if config is not None else dict(rotation="so3")
@@ -105,12 +123,13 @@ def rotation_probs(
     shuffle, R = bool(c.get("shuffle_points", True)), max(1, n_rotations)
     if n_rotations <= 0:
         mode, shuffle = "none", False
-    per, device, out = max(1, batch_size // R), next(model.parameters()).device, []
-    model.eval()
+    net, out = _folded(model), []
+    widest = max(m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear))
+    per = max(1, (batch_size or (1 << 27) // (widest * features.shape[1])) // R)  # structures per forward pass
     with torch.inference_mode():
         for s in range(0, len(features), per):
             x = _transformed(features[s:s + per], seed, R, mode, angle, shuffle, c.get("perturbation", "phi1"))
-            p = torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy()  # (structures · R, k)
+            p = torch.softmax(net(x.to(next(net.parameters()).device)).float(), dim=1).cpu().numpy()  # (structures · R, k)
             out.append(p.reshape(-1, R, p.shape[-1]))
     return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
 
@@ -121,7 +140,7 @@ def predict_features(
     config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
     n_rotations: int = 8,  # seeded random transforms to average over; 0 = no rotation
     seed: int = 0,  # evaluation seed (see `structure_rng`)
-    batch_size: int = 1024,  # point clouds per forward pass
+    batch_size: int | None = None,  # point clouds per forward pass (None: see `rotation_probs`)
 ) -> np.ndarray:  # (N, k) class probabilities
     "Softmax probabilities averaged over each structure's `n_rotations` seeded random transforms."
     return rotation_probs(model, features, config, n_rotations, seed, batch_size).mean(axis=1)
