@@ -6,8 +6,8 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/diffraction.html.md"""
 
 # %% auto #0
 __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERSION', 'CU_KALPHA', 'XRAY_S2_FACTOR',
-           'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'ZERO_LEVEL', 'CELL_SYMPREC',
-           'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
+           'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'MAX_INDEX_LIMIT', 'ZERO_LEVEL',
+           'CELL_SYMPREC', 'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
            'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_structure', 'symmetry_dataset',
            'standard_cell', 'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode',
            'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'read_structures', 'read_items',
@@ -53,6 +53,7 @@ _TINY = float(np.finfo(np.float32).tiny)  # keeps Ĩ strictly positive
 PROBES = ("xray", "neutron")
 CELLS = ("primitive", "conventional", "as_given")
 POINT_SETS = {3: ("axes", 1), 4: ("axes+origin", 1), 27: ("cube", 1), 125: ("cube", 2), 343: ("cube", 3)}
+MAX_INDEX_LIMIT = 10  # largest cube half-width: (2·10+1)³ = 9,261 points, 148 kB per material
 
 # %% ../nbs/01_diffraction.ipynb #bd2a3aa1
 def normalise_intensity(intensity):  # raw I = |F|²/V² (Å⁻⁶ for X-rays), any shape, ≥ 0
@@ -72,7 +73,8 @@ def miller_indices(point_set="cube",  # "cube", "axes" or "axes+origin"
                    max_index=3):  # k: the cube spans -k..k along each axis (ignored for the axes sets)
     "The (n, 3) int array of Miller indices of a point set, in a fixed order."
     if point_set == "cube":
-        if int(max_index) < 0: raise ValueError(f"max_index must be >= 0, got {max_index}")
+        if int(max_index) != max_index or not 1 <= max_index <= MAX_INDEX_LIMIT:
+            raise ValueError(f"max_index must be an integer from 1 to {MAX_INDEX_LIMIT} (n = (2k+1)³ points), got {max_index!r}")
         r = np.arange(-int(max_index), int(max_index) + 1)
         return np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
     if point_set == "axes": return np.eye(3, dtype=int)

@@ -530,6 +530,15 @@ def _parse_p1_cif(text: str) -> Structure | None:
     return Structure(Lattice.from_parameters(*abc_angles), species, coords)
 
 
+_CIF_NOISE = ("No _symmetry_equiv_pos_as_xyz", "Issues encountered while parsing CIF", "No structure parsed for section")
+
+def _cif_reason(caught: list, error: Exception) -> str:
+    "One line: the reasons pymatgen gave as warnings (occupancy > 1, a singular matrix, ...), else its error."
+    lines = [l.strip() for w in caught for l in str(w.message).splitlines()]
+    lines = [l for l in dict.fromkeys(lines) if l and not l.startswith(_CIF_NOISE)]
+    return ("; ".join(lines) or f"{type(error).__name__}: {error}")[:300]
+
+
 def parse_cif(text: str,  # CIF text holding one structure
               material_id: str = "?",  # named in error messages
               check_distances: bool = True,  # refuse atoms closer than MIN_SITE_DISTANCE
@@ -541,17 +550,20 @@ def parse_cif(text: str,  # CIF text holding one structure
         raise RecordError(f"{material_id}: the CIF holds {len(blocks)} structures (data blocks); read them one by one "
                           "(deepknet_lit.diffraction.read_structures gives each block its own id)")
     text = blocks[0] if blocks else text
+    for key, value in re.findall(r"^_cell_length_([abc])\s+([-+0-9.eE]+)", text, re.M):
+        if not float(value) > 0:  # pymatgen reads -4 as 4 and 0 as "no structures"
+            raise RecordError(f"{material_id}: cell length {key} = {value} Å is not positive")
     try:
         s = _parse_p1_cif(text)
     except ValueError as e:  # e.g. unknown element symbol
         raise RecordError(f"{material_id}: malformed CIF or unknown element ({e})") from e
     if s is None:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 s = Structure.from_str(text, fmt="cif")
-        except Exception as e:  # pymatgen raises several types for bad CIFs
-            raise RecordError(f"{material_id}: malformed CIF ({type(e).__name__}: {e})") from e
+        except Exception as e:  # pymatgen raises several types for bad CIFs; its warnings hold the real reason
+            raise RecordError(f"{material_id}: malformed CIF ({_cif_reason(caught, e)})") from e
     if not ordered and not s.is_ordered:
         return s  # a disordered crystal diffracts as its site-averaged scatterers (see deepknet_lit.diffraction)
     return check_structure(s, material_id, check_distances)

@@ -45,7 +45,7 @@ __all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'MAX_INDEX_LIMIT', 'sto
 # %% ../nbs/05_store.ipynb #2365c69e
 STORE_FORMAT_VERSION = 1  # bump when the files of a store or the chunk payload change
 DEFAULT_CHUNK_SIZE = 256  # largest unit of work (materials) sent to a worker
-MAX_INDEX_LIMIT = 10  # largest max_index: (2·10+1)³ = 9,261 points, 148 kB per material
+MAX_INDEX_LIMIT = diffraction.MAX_INDEX_LIMIT  # largest max_index (one source: the diffraction module)
 
 
 def stores_root(root: str | Path | None = None) -> Path:

@@ -10,6 +10,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -509,3 +510,41 @@ def test_data_import_prints_a_summary_and_overwrites_only_when_asked(tmp_path, t
     assert cli.main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert cli.main(args + ["--overwrite"]) == 0
     assert src.user_datasets() == ["mine"]
+
+
+_P1_CIF = """data_x
+_cell_length_a {a}
+_cell_length_b 4.0
+_cell_length_c 4.0
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Cu1 Cu 0 0 0 {occ}
+"""
+
+
+@pytest.mark.parametrize("a,occ,reason", [("-4.0", "1", "cell length a = -4.0"), ("0.0", "1", "cell length a = 0.0"),
+                                          ("4.0", "1.5", "occupancies ([1.5]) sum to > 1")])
+def test_bad_cif_is_refused_with_pymatgens_reason(a, occ, reason):
+    "A negative length was read as positive, a zero length and an occupancy > 1 gave 'no structures': now the reason."
+    from deepknet_lit import sources
+    with pytest.raises(sources.RecordError, match=re.escape(reason)) as e:
+        sources.parse_cif(_P1_CIF.format(a=a, occ=occ), "bad.cif")
+    assert "bad.cif" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("k", [0, 11, 2.5])
+def test_max_index_is_bounded_in_the_simulator_too(k):
+    "max_index=0 gave a one-point 'cloud' and 11+ an unbounded one; one limit now serves the simulator and the store."
+    from deepknet_lit import diffraction, store
+    assert store.MAX_INDEX_LIMIT == diffraction.MAX_INDEX_LIMIT == 10
+    with pytest.raises(ValueError, match="max_index must be an integer from 1 to 10"):
+        diffraction.miller_indices("cube", k)
