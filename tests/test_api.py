@@ -29,25 +29,27 @@ def test_predict_calls_predict_structures(monkeypatch):
     assert list(inspect.signature(dk.predict).parameters)[:2] == ["model_dir", "structures"]
 
 
+def run_fresh(*lines: str) -> None:
+    "Run `lines` in a fresh interpreter (imports start from nothing); fail with its stderr."
+    r = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_predict_is_callable_whichever_import_comes_first():
     "Importing the submodule before touching dk.predict (as the CLI does) still gives a callable dk.predict."
-    code = ("import deepknet_lit.predict, deepknet_lit as dk, inspect\n"
-            "assert callable(dk.predict) and callable(deepknet_lit.predict)\n"
-            "from deepknet_lit import predict\n"
-            "assert predict is dk.predict and predict.predict_structures\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    run_fresh("import deepknet_lit.predict, deepknet_lit as dk, inspect",
+              "assert callable(dk.predict) and callable(deepknet_lit.predict)",
+              "from deepknet_lit import predict",
+              "assert predict is dk.predict and predict.predict_structures")
 
 
 def test_import_is_lazy():
     "`import deepknet_lit` imports no heavy dependency; the first use of a name imports its module."
-    code = ("import sys, deepknet_lit as dk\n"
-            "heavy = [m for m in ('numpy', 'torch', 'pymatgen', 'pandas', 'sklearn') if m in sys.modules]\n"
-            "assert not heavy, heavy\n"
-            "dk.load_task\n"
-            "assert 'deepknet_lit.tasks' in sys.modules and 'torch' not in sys.modules\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    run_fresh("import sys, deepknet_lit as dk",
+              "heavy = [m for m in ('numpy', 'torch', 'pymatgen', 'pandas', 'sklearn') if m in sys.modules]",
+              "assert not heavy, heavy",
+              "dk.load_task",
+              "assert 'deepknet_lit.tasks' in sys.modules and 'torch' not in sys.modules")
 
 
 def test_unknown_name_is_an_attribute_error():
