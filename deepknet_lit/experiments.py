@@ -27,7 +27,7 @@ __all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASEL
            'load_rows', 'beats', 'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store',
            'drop_materials', 'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'run_grid',
            'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached',
-           'profile_note', 'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
+           'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
 
 # %% ../nbs/12_experiments.ipynb #e80dfcfe
 PAPER = {
@@ -502,14 +502,6 @@ def cached(profile: str,  # results folder (see `results_dir`)
     result = {"key": key, "kind": kind, "params": params, "result": compute()}
     write_json(result, path)
     return json.loads(path.read_text())
-
-# %% ../nbs/12_experiments.ipynb #75ad4445
-def profile_note(profile: str, task: str) -> str:
-    "One line on what a profile's runs of `task` used, for the 'reason' column."
-    c = experiment_config(task, profile=profile)
-    size = f"a {c.limit}-material subset" if c.limit else "all our materials"
-    return (f"{profile} profile: {size}, at most {c.epochs} epochs, PointNet {list(c.mlp)} -> {list(c.head)}; "
-            "our MP-derived sets are smaller and older than the paper's 2021 MP data")
 
 # %% ../nbs/12_experiments.ipynb #b2dec6a6
 BOOK_DIR = REPO_ROOT / "book"
