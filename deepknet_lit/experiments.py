@@ -438,7 +438,7 @@ def _net(**kw): return dict(kind="pointnet", **kw)
 def _base(**kw): return dict(kind="baseline", **kw)
 
 def plan(profile: str = "full") -> list:
-    "Every job the book of `profile` needs, in the order to run them."
+    "Every job the book of `profile` needs, in the order to run them: seed by seed, so a partial queue still covers every artefact."
     g = book_profile(profile)
     seeds, tasks_ = list(g["seeds"]), list(g["tasks"])
     small = [t for t in tasks_ if t in SMALL_TASKS]
@@ -456,7 +456,8 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task="metallicity", n=343, seed=seeds[0], **kw) for kw in HYPERPARAMETER_VARIANTS.values()]
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
              if t in tasks_]
-    return [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
+    jobs = [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
+    return sorted(jobs, key=lambda j: j["seed"])  # stable: every artefact with the first seed, then the next seed
 
 def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
     "Run (or load) one job of `plan`."
