@@ -12,7 +12,7 @@ _API = {  # name -> (module, attribute)
     "point_clouds": ("diffraction", "point_clouds"),
     "load_task": ("tasks", "load_task"),
     "DiffractionFeaturizer": ("featurizer", "DiffractionFeaturizer"),
-    "load_model": ("train", "load_model"),
+    "load_model": ("pretrained", "load_model"),
     "predict": ("predict", "predict_structures"),  # `dk.predict` is the module `deepknet_lit.predict`, callable
 }
 __all__ = ["__version__", *_API]

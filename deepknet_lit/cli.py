@@ -32,10 +32,12 @@ def _data_list(a):
     return 0
 
 def _data_fetch(a):
-    from .sources import fetch, fetch_mp, mp_labels
+    from .sources import fetch, fetch_mp, import_dataset
     if a.name == "mp":
         out = fetch_mp(chunk_size=a.chunk_size, cache_dir=a.cache_dir)
-        print(f"Materials Project records cached in {out}: {len(mp_labels(out)):,} materials")
+        rs = import_dataset(out, "mp", "mp", overwrite=True)
+        print(f"Materials Project records cached in {out}: {len(rs):,} materials, {len(rs.skipped):,} skipped; "
+              "train on them with `deepknet train --task metallicity --source mp` (and the other tasks)")
     else:
         for f, p in fetch(a.name).items(): print(f"{f}: {p}")
     return 0
@@ -83,6 +85,7 @@ def _train(a):
     ensure_fast_malloc()
     overrides = {k: getattr(a, k) for k in _TRAIN_FLAGS if getattr(a, k) is not None}
     if overrides.get("perturbation") == "phi4": overrides.update(perturbation="phi1", probe="neutron")
+    if a.source: overrides["task_kwargs"] = {"source": a.source}
     config = make_config(a.profile, a.config, task=a.task, **overrides)
     metrics = train(config, a.out, resume=not a.restart)
     test = metrics.get("test", {})
@@ -99,9 +102,30 @@ def _evaluate(a):
     print(f"written to {Path(a.run_dir) / f'evaluation_{a.split}.json'}")
     return 0
 
+def _models(a):
+    from .pretrained import card_text, list_models, model_card
+    if a.name: print(json.dumps(model_card(a.name), indent=1) if a.json else card_text(a.name))
+    else:
+        t = list_models()
+        print(t.to_json(orient="records", indent=1) if a.json else
+              t.to_string(index=False) if len(t) else "no pretrained models installed")
+    return 0
+
 def _predict(a):
-    from .predict import predict_files, write_table
-    table = predict_files(a.model, a.files, n_rotations=a.rotations, n_workers=a.workers)
+    import pandas as pd
+    from .predict import predict_files, predict_structures, write_table
+    from .sources import mp_structures
+    model, files = (a.model, a.files) if a.model else (a.files[0] if a.files else None, a.files[1:])
+    if model is None: raise ValueError("name a model: --model metallicity (see `deepknet models`) or a run directory")
+    if not files and not a.mp_id: raise ValueError("nothing to predict: give structure files or folders, or --mp-id")
+    parts = [predict_files(model, files, n_rotations=a.rotations, n_workers=a.workers)] if files else []
+    if a.mp_id:
+        got = mp_structures(a.mp_id)  # {id: Structure or the reason it could not be fetched}
+        ok = {k: v for k, v in got.items() if not isinstance(v, str)}
+        parts.append(predict_structures(model, list(ok.values()) + [None] * (len(got) - len(ok)),
+                                        ids=list(ok) + [k for k in got if k not in ok], n_rotations=a.rotations,
+                                        errors={k: v for k, v in got.items() if isinstance(v, str)}, n_workers=a.workers))
+    table = pd.concat(parts, ignore_index=True)
     failed = int(table["error"].notna().sum())
     if a.out:
         print(f"wrote {write_table(table, a.out)}: {len(table) - failed} structures predicted, {failed} failed")
@@ -202,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", choices=["random", "paper", "formula", "prototype"], default=None)
     for name, typ in (("epochs", int), ("seed", int), ("limit", int), ("batch-size", int), ("lr", float)):
         t.add_argument(f"--{name}", type=typ, default=None)
+    t.add_argument("--source", default=None, help="the dataset the task reads its labels and structures from: 'mp' "
+                   "(live Materials Project, after `deepknet data fetch mp`), a registry or an imported dataset")
     t.add_argument("--device", default=None, help="cpu, cuda or auto")
     t.add_argument("--restart", action="store_true", help="start over instead of resuming from OUT/last.pt")
     t.set_defaults(func=_train)
@@ -211,13 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     pr = sub.add_parser("predict", help="class probabilities for new structures, e.g. metal or insulator?")
-    pr.add_argument("model", help="run directory written by `deepknet train`")
-    pr.add_argument("files", nargs="+", help=_FILES_HELP)
+    pr.add_argument("files", nargs="*", help=_FILES_HELP + " (without --model, the first is the model)")
+    pr.add_argument("--model", default=None, help="a pretrained model (metallicity, bulk_modulus, shear_modulus, stability, "
+                    "crystal_system; see `deepknet models`) or a run directory written by `deepknet train`")
+    pr.add_argument("--mp-id", nargs="+", default=None, metavar="ID",
+                    help="Materials Project ids to fetch and predict (needs an API key in $MP_API_KEY)")
     pr.add_argument("-o", "--out", default=None, help="write the table to .csv, .json or .parquet (default: print it)")
     pr.add_argument("--json", action="store_true", help="print JSON records instead of a text table")
     pr.add_argument("--workers", type=int, default=None, help="featurizing processes (default: every core)")
     pr.add_argument("--rotations", type=int, default=8, help="random rotations averaged per structure (0: none)")
     pr.set_defaults(func=_predict)
+
+    m = sub.add_parser("models", help="the pretrained models, or one model's card")
+    m.add_argument("name", nargs="?", default=None, help="print this model's card")
+    m.add_argument("--json", action="store_true", help="JSON instead of text")
+    m.set_defaults(func=_models)
 
     b = sub.add_parser("book", help="execute every chapter with papermill and build the HTML book")
     b.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])

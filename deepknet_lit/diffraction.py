@@ -10,9 +10,9 @@ __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERS
            'CELL_SYMPREC', 'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
            'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_structure', 'symmetry_dataset',
            'standard_cell', 'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode',
-           'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'read_structures', 'read_items',
-           'read_structure', 'featurize_items', 'featurize_files', 'lorentz_polarisation', 'powder_contributions',
-           'compare_with_pymatgen']
+           'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'as_structure', 'read_structures',
+           'read_items', 'read_structure', 'featurize_items', 'write_atomic', 'featurize_files', 'lorentz_polarisation',
+           'powder_contributions', 'compare_with_pymatgen']
 
 # %% ../nbs/01_diffraction.ipynb #6f37740f
 import fnmatch
@@ -491,6 +491,16 @@ def structure_items(path,  # one structure file
     return [(sid, items[0])] if len(items) == 1 else [(f"{sid}#{k}", it) for k, it in enumerate(items)]
 
 # %% ../nbs/01_diffraction.ipynb #7882e4ee
+def as_structure(x):  # a Structure, a `Structure.as_dict()`, an ASE Atoms; anything else is returned as it is
+    "A pymatgen Structure from the objects users hold (what is not one is left for the simulator to refuse by name)."
+    if isinstance(x, dict):
+        try: return Structure.from_dict(x)
+        except Exception: return x
+    if type(x).__name__ == "Atoms" and hasattr(x, "get_scaled_positions"):  # ASE, without importing it
+        from pymatgen.io.ase import AseAtomsAdaptor
+        return AseAtomsAdaptor.get_structure(x)
+    return x
+
 def _structure(item,  # CIF text of one block, or a Structure
                sid,  # id, for messages
                ordered=False):  # refuse partial occupancies
@@ -574,11 +584,14 @@ def featurize_items(items,  # [(id, CIF text | Structure)], e.g. from `structure
     return _merge(parts, settings, {sid: k for k, (sid, _) in enumerate(items)})
 
 # %% ../nbs/01_diffraction.ipynb #13217f2f
-def _write_atomic(out, write):  # Path, function(tmp_path)
+def write_atomic(out,  # the file to write
+                 write):  # function(tmp: Path) writing the whole file to tmp
+    "Write `out` through a temporary file in its folder, renamed when complete: readers see all of it or none."
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=out.suffix, dir=out.parent)
     os.close(fd)
-    try: write(tmp); os.chmod(tmp, 0o644); os.replace(tmp, out)
+    try: write(Path(tmp)); os.chmod(tmp, 0o644); os.replace(tmp, out)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
@@ -613,9 +626,9 @@ def featurize_files(paths,  # structure files and folders (CIF, POSCAR, pymatgen
     rank = {sid: k for k, sid in enumerate(order)}
     errors = sorted(errors + batch.errors, key=lambda e: rank.get(e[0], -1))
     if out.suffix == ".parquet":
-        _write_atomic(out, lambda tmp: _write_parquet(tmp, batch, formulas, errors, order))
+        write_atomic(out, lambda tmp: _write_parquet(tmp, batch, formulas, errors, order))
     else:
-        _write_atomic(out, lambda tmp: np.savez_compressed(
+        write_atomic(out, lambda tmp: np.savez_compressed(
             tmp, features=batch.features, ids=np.array(batch.ids, dtype=str), hkl=batch.hkl, in_sphere=batch.in_sphere,
             volumes=batch.volumes, errors=np.array(errors, dtype=str).reshape(-1, 2), meta=json.dumps(batch.meta)))
     return dict(out=str(out), n_ok=len(batch.ids), n_failed=len(errors), errors=errors)

@@ -22,12 +22,13 @@ from .train import PROFILES, TRAINING_VERSION, make_config, train
 
 # %% auto #0
 __all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'TRIGONAL_SETTINGS',
-           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'BOOK_DIR', 'book_profile', 'parse_list', 'results_dir',
-           'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows',
-           'load_rows', 'beats', 'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store',
-           'drop_materials', 'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'run_grid',
-           'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached',
-           'chapter_paths', 'execute_chapter', 'show_effective_parameters', 'build_book']
+           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'PRETRAINED', 'BOOK_DIR', 'book_profile', 'parse_list',
+           'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
+           'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'select_points', 'experiment_config',
+           'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash',
+           'experiment_key', 'run_experiment', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan',
+           'paper_figures', 'run_job', 'missing', 'run_missing', 'cached', 'chapter_paths', 'execute_chapter',
+           'show_effective_parameters', 'build_book']
 
 # %% ../nbs/12_experiments.ipynb #e80dfcfe
 PAPER = {
@@ -459,6 +460,17 @@ def plan(profile: str = "full") -> list:
     jobs = [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
     return sorted(jobs, key=lambda j: j["seed"])  # stable: every artefact with the first seed, then the next seed
 
+PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/export_models.py): the paper's setting, seed 0
+    **{t: dict(n=343, perturbation="phi1", seed=0) for t in ("metallicity", "bulk_modulus", "shear_modulus", "stability")},
+    "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional", seed=0),  # Sec. III A
+}
+
+def paper_figures(task: str, n: int = 343, perturbation: str = "phi1", **_) -> dict:
+    "The paper's figures for one setting of a task: its test ROC-AUC, or for crystal systems its accuracy."
+    if task == "crystal_system": return {"accuracy": PAPER["crystal_system"]["accuracy"]}
+    auc = PAPER["auc"].get((task, n, perturbation))
+    return {} if auc is None else {"roc_auc": auc}
+
 def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
     "Run (or load) one job of `plan`."
     kw = {k: v for k, v in job.items() if k != "kind"}
@@ -571,6 +583,8 @@ def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
     for name in ("_config.yml", "_toc.yml"):
         stage.mkdir(parents=True, exist_ok=True); shutil.copy(book_dir / name, stage / name)
     for md in book_dir.glob("*.md"): shutil.copy(md, stage / md.name)
+    for folder in ("_ext", "_static"):  # the book's Sphinx extension and its static files (favicon)
+        if (book_dir / folder).is_dir(): shutil.copytree(book_dir / folder, stage / folder, dirs_exist_ok=True)
     todo = chapter_paths(chapters, book_dir)
     os.environ.setdefault("TQDM_DISABLE", "1")  # chapters run in kernels that inherit this: no progress bars in the book
     for src in (bar := tqdm(todo, desc=f"chapters ({profile})", unit="chapter")):

@@ -14,7 +14,7 @@ import pandas as pd
 from pymatgen.core import Structure
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .diffraction import CELLS, PROBES, barcode, miller_indices, point_clouds
+from .diffraction import CELLS, PROBES, as_structure, barcode, miller_indices, point_clouds
 
 # %% auto #0
 __all__ = ['MODES', 'PAPER_CITATION', 'miller_order', 'feature_names', 'featurize_structures', 'DiffractionFeaturizer']
@@ -36,12 +36,6 @@ def feature_names(point_set="cube", max_index=3, mode="barcode"):
     return [f"{c}{i}" for i in idx for c in channels]
 
 # %% ../nbs/14_featurizer.ipynb #b4396d78
-def _as_structure(x):  # a Structure, a pymatgen dict, or anything else (left for the simulator to refuse)
-    if isinstance(x, dict):
-        try: return Structure.from_dict(x)
-        except Exception: return x
-    return x
-
 def _unique_ids(names):  # display names, one per structure -> unique ids for the simulator
     names = [str(n) for n in names]
     return names if len(set(names)) == len(names) else [f"{k}:{n}" for k, n in enumerate(names)]
@@ -51,7 +45,7 @@ def featurize_structures(structures,  # list of pymatgen Structures (or pymatgen
                          point_set="cube", max_index=3, probe="xray", cell="primitive", mode="barcode",
                          progress=False):  # tqdm bars of the simulator
     "(N, n) or (N, 4n) float64 features (NaN rows for failures) and [(name, reason)] of the structures that failed."
-    structures = [_as_structure(s) for s in structures]
+    structures = [as_structure(s) for s in structures]
     ids = _unique_ids(range(len(structures)) if names is None else names)
     if len(ids) != len(structures): raise ValueError(f"{len(ids)} names for {len(structures)} structures")
     batch = point_clouds(structures, ids, max_index=max_index, point_set=point_set, probe=probe, cell=cell,

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
-import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from pymatgen.core import Structure
 from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from .augment import augment, resolve_rotation
-from .diffraction import featurize_items, read_items
+from .diffraction import as_structure, featurize_items, read_items, write_atomic
+from .pretrained import load_model, out_of_domain
 
 # %% auto #0
 __all__ = ['featurize_settings', 'class_names', 'structure_rng', 'rotation_probs', 'predict_features', 'load_run',
@@ -147,26 +145,25 @@ def predict_features(
 
 # %% ../nbs/11_predict.ipynb #db0769d5
 def load_run(
-    model_dir,  # a run directory from `train`, a checkpoint file, or an already loaded (model, config) pair
+    model_dir,  # a pretrained model's name, a run directory from `train`, a checkpoint, or a (model, config) pair
 ):
-    "(model, config) of a trained run, model in eval mode on the CPU; the config (a dict) carries the class names."
+    "(model, config) in eval mode on the CPU; the config (a dict) carries the class names (see `pretrained.load_model`)."
     if isinstance(model_dir, tuple):
         model, config = model_dir
         return model.eval(), config
-    from deepknet_lit.train import load_checkpoint, load_model
-    path = Path(model_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"no trained model at {path}: pass the run directory written by `deepknet train`")
-    model, config = load_model(path)
-    ckpt = path / "checkpoint.pt" if path.is_dir() else path
-    classes = load_checkpoint(ckpt).get("classes")  # weights_only: nothing in the file runs
-    if classes:  # the class names are saved next to the weights, not in the config
-        config = {**_cfg(config), "classes": [str(c) for c in classes]}
-    return model.eval(), config
+    return load_model(model_dir)
+
+
+def _domain(config, formula, volume):
+    "(out_of_domain, domain_note) of one input: None, None when the model carries no training domain."
+    dom = (_cfg(config).get("card") or {}).get("domain")
+    if dom is None: return None, None
+    why = out_of_domain(dom, formula, volume)
+    return why is not None, why
 
 
 def _table(model, config, order, batch, formulas, errors, n_rotations, seed) -> pd.DataFrame:
-    "One row per id of `order`: id, formula, predicted, probability, p_<class>, p_<class>_std, error."
+    "One row per id of `order`: id, formula, predicted, probability, p_<class>, p_<class>_std, out_of_domain, domain_note, error."
     probs = rotation_probs(model, batch.features, config, n_rotations, seed)  # (N_ok, R, k)
     names = class_names(config, probs.shape[-1] if len(probs) else _n_outputs(model))
     mean, std, row = probs.mean(1), probs.std(1), {sid: k for k, sid in enumerate(batch.ids)}
@@ -174,16 +171,17 @@ def _table(model, config, order, batch, formulas, errors, n_rotations, seed) -> 
     for sid in order:
         k = row.get(sid)
         p, s = (mean[k], std[k]) if k is not None else (np.full(len(names), np.nan),) * 2
+        ood, note = _domain(config, formulas[sid], float(batch.volumes[k])) if k is not None else (None, None)
         rows.append(dict(id=sid, formula=formulas.get(sid), predicted=names[int(np.argmax(p))] if k is not None else None,
                          probability=float(np.max(p)), **{f"p_{c}": float(v) for c, v in zip(names, p)},
-                         **{f"p_{c}_std": float(v) for c, v in zip(names, s)},
+                         **{f"p_{c}_std": float(v) for c, v in zip(names, s)}, out_of_domain=ood, domain_note=note,
                          error=None if k is not None else why.get(sid, "not featurized")))
     return pd.DataFrame(rows)
 
 
 def predict_structures(
-    model_dir,  # run directory (or checkpoint, or a (model, config) pair)
-    structures,  # pymatgen Structures (None entries count as failures)
+    model_dir,  # a pretrained model's name ("metallicity"), a run directory, a checkpoint, or a (model, config) pair
+    structures,  # pymatgen Structures, ASE Atoms or Structure dicts (None entries count as failures)
     ids=None,  # one name per structure (default: "structure-<i>")
     n_rotations: int = 8,  # test-time rotations averaged (0: none)
     seed: int = 0,  # seed of the rotations
@@ -192,7 +190,7 @@ def predict_structures(
 ) -> pd.DataFrame:  # id, formula, predicted, probability, p_<class>..., p_<class>_std..., error
     "Class probabilities for each structure, featurized exactly as the run's training data."
     model, config = load_run(model_dir)
-    structures = list(structures)
+    structures = [None if s is None else as_structure(s) for s in structures]
     ids = [f"structure-{i}" for i in range(len(structures))] if ids is None else [str(i) for i in ids]
     if len(ids) != len(structures):
         raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
@@ -206,7 +204,7 @@ def predict_structures(
 
 # %% ../nbs/11_predict.ipynb #247f0d83
 def predict_files(
-    model_dir,  # run directory written by `deepknet train` (or a (model, config) pair)
+    model_dir,  # a pretrained model's name ("metallicity"), a run directory written by `deepknet train`, or a (model, config) pair
     paths,  # structure files and folders
     n_rotations: int = 8,  # test-time rotations averaged (0: none)
     seed: int = 0,  # seed of the rotations
@@ -230,14 +228,5 @@ def write_table(
                ".json": lambda p: table.to_json(p, orient="records", indent=1)}
     if out.suffix not in writers:
         raise ValueError(f"{out}: write .csv, .json or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        writers[out.suffix](tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(out, writers[out.suffix])
     return out

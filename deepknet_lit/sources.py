@@ -36,7 +36,7 @@ __all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'MP_FIELDS'
            'RecordSet', 'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts', 'formulas',
            'structure_loader', 'iter_records', 'load_records', 'read_cgcnn_folder', 'read_structures_json',
            'read_table', 'import_dataset', 'dataset_fingerprint', 'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp',
-           'mp_records', 'mp_labels', 'clear_caches', 'list_datasets']
+           'mp_records', 'mp_labels', 'read_mp_cache', 'mp_structures', 'clear_caches', 'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -1111,18 +1111,50 @@ def mp_records(cache_dir: Path | str | None = None, errors: str = "skip", skippe
             yield Record(mid, s, labels)
 
 
+def _mp_flat(L: dict) -> dict:
+    "The labels of one MP document under the names the tasks read (K_VRH, G_VRH, crystal_system out of nested fields)."
+    k, g, sym = L.get("bulk_modulus") or {}, L.get("shear_modulus") or {}, L.get("symmetry") or {}
+    return {"band_gap": L.get("band_gap"), "is_metal": L.get("is_metal"), "e_above_hull": L.get("energy_above_hull"),
+            "theoretical": L.get("theoretical"), "K_VRH": k.get("vrh") if isinstance(k, dict) else k,
+            "G_VRH": g.get("vrh") if isinstance(g, dict) else g,
+            "crystal_system": sym.get("crystal_system") if isinstance(sym, dict) else None,
+            "icsd": bool((L.get("database_IDs") or {}).get("icsd"))}
+
+
 def mp_labels(cache_dir: Path | str | None = None) -> pd.DataFrame:
     "Flat label table from a `fetch_mp` cache (K_VRH, G_VRH, crystal_system pulled out of nested fields)."
-    rows = []
-    for r in mp_records(cache_dir):
-        L = r.labels
-        k, g, sym = L.get("bulk_modulus") or {}, L.get("shear_modulus") or {}, L.get("symmetry") or {}
-        rows.append({"material_id": r.material_id, "band_gap": L.get("band_gap"), "is_metal": L.get("is_metal"),
-                     "e_above_hull": L.get("energy_above_hull"), "theoretical": L.get("theoretical"),
-                     "K_VRH": k.get("vrh") if isinstance(k, dict) else k, "G_VRH": g.get("vrh") if isinstance(g, dict) else g,
-                     "crystal_system": sym.get("crystal_system") if isinstance(sym, dict) else None,
-                     "icsd": bool((L.get("database_IDs") or {}).get("icsd"))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"material_id": r.material_id, **_mp_flat(r.labels)} for r in mp_records(cache_dir)])
+
+
+def read_mp_cache(path: Path | str | None = None,  # a `fetch_mp` cache folder (default `$DEEPKNET_CACHE/mp_live`)
+                  progress: bool = True,  # unused: the cache is read in one pass
+                 ) -> RecordSet:
+    "The records of a `fetch_mp` cache with flat labels, ready for `import_dataset(..., 'mp', 'mp')`."
+    skipped: list = []
+    recs = [Record(r.material_id, r.structure, _mp_flat(r.labels)) for r in mp_records(path, skipped=skipped)]
+    return RecordSet(recs, skipped, source=str(mp_cache_dir(path)))
+
+_READERS["mp"] = read_mp_cache  # `deepknet data fetch mp` imports the cache as the user dataset "mp"
+
+_MP_ID = re.compile(r"(mp|mvc)-\d+")
+
+def mp_structures(ids,  # Materials Project ids, e.g. ["mp-149", "mp-22862"]
+                  client: Any = None,  # an MPRester-like client (default: one opened with `api_key`)
+                  api_key: str | None = None,  # default $MP_API_KEY
+                 ) -> dict:  # {id: Structure, or the reason (str) it could not be had}
+    "Today's structures of some Materials Project materials, for prediction (one request)."
+    ids = list(dict.fromkeys(str(i).strip() for i in ids))
+    out = {i: f"{i}: not a Materials Project id (expected mp-<number>)" for i in ids if not _MP_ID.fullmatch(i)}
+    ask = [i for i in ids if i not in out]
+    if ask:
+        mp = client if client is not None else _mp_client(api_key)
+        got = {}
+        for doc in _mp_search(mp, mp_cache_dir(), "structures", material_ids=ask, fields=["material_id", "structure"]):
+            d = _doc_to_dict(doc)
+            try: got[str(d.get("material_id"))] = _structure_from_obj(d.get("structure"), str(d.get("material_id")))
+            except RecordError as e: got[str(d.get("material_id"))] = str(e)
+        out.update({i: got.get(i, f"{i}: not found in the Materials Project") for i in ask})
+    return {i: out[i] for i in ids}
 
 # %% ../nbs/03_sources.ipynb #3d432ab2
 def clear_caches() -> None:

@@ -47,6 +47,7 @@ class TaskData:
     provenance: dict = field(default_factory=dict)  # datasets, rules, counts (merge report, skipped ids)
     _formulas: list | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
+    _loaders: dict = field(default_factory=dict, repr=False)  # source -> material_id -> Structure (built once)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,7 +65,9 @@ class TaskData:
     def structure(self, i: int) -> Structure:
         "Structure of item `i` (parsed on first use, then cached)."
         if i not in self._cache:
-            self._cache[i] = src.structure_loader(str(self.sources[i]))(self.ids[i])
+            source = str(self.sources[i])
+            if source not in self._loaders: self._loaders[source] = src.structure_loader(source)
+            self._cache[i] = self._loaders[source](self.ids[i])
         return self._cache[i]
 
     def structures(self, idx=None, progress: bool = True) -> list[Structure]:

@@ -25,5 +25,11 @@ if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m ipykernel install --sys-prefix --name deepknet-lit --display-name "Python (deepknet-lit)" >/dev/null
   echo "$want" > $stamp
 fi
+# the book's browser test drives Debian's chromium (Playwright's own browser download needs the internet)
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing chromium (Debian) for the browser test of the book"
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "[setup] could not install chromium: tests/test_book.py will skip the browser test" >&2
+fi
 # the exported package must exist before anything imports it (fresh clone: it is committed, this is a no-op)
 echo "[setup] .venv ready: $(.venv/bin/python -c 'import deepknet_lit, torch, pymatgen.core; print("deepknet_lit", deepknet_lit.__version__, "| torch", torch.__version__)')"

@@ -11,9 +11,9 @@ API = ["point_cloud", "point_clouds", "load_task", "DiffractionFeaturizer", "loa
 
 
 def test_names_are_the_library_objects():
-    from deepknet_lit import diffraction, featurizer, tasks, train
+    from deepknet_lit import diffraction, featurizer, pretrained, tasks
     assert dk.point_cloud is diffraction.point_cloud and dk.point_clouds is diffraction.point_clouds
-    assert dk.load_task is tasks.load_task and dk.load_model is train.load_model
+    assert dk.load_task is tasks.load_task and dk.load_model is pretrained.load_model
     assert dk.DiffractionFeaturizer is featurizer.DiffractionFeaturizer
     assert set(API) <= set(dk.__all__) and set(API) <= set(dir(dk))
 

@@ -8,11 +8,20 @@ ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("DEEPKNET_DATA", ROOT.parent / "shared" / "data"))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (MIRROR / "mp_mtcgcnn_36k").exists(), reason="offline data mirror not present")
-def test_quick_book_builds_and_every_chapter_compares_with_the_paper():
-    done = subprocess.run([str(Path(sys.executable).parent / "deepknet"), "book", "--profile", "quick"],
+needs_mirror = pytest.mark.skipif(not (MIRROR / "mp_mtcgcnn_36k").exists(), reason="offline data mirror not present")
+
+
+@pytest.fixture(scope="module")
+def quick_book():
+    "`deepknet book --profile quick`, once for this module: the finished process."
+    return subprocess.run([str(Path(sys.executable).parent / "deepknet"), "book", "--profile", "quick"],
                           capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+@needs_mirror
+def test_quick_book_builds_and_every_chapter_compares_with_the_paper(quick_book):
+    done = quick_book
     assert done.returncode == 0, f"deepknet book failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     html = ROOT / "book" / "_build" / "html"
     chapters = sorted(p.stem for p in (ROOT / "book" / "chapters").glob("*.ipynb"))
@@ -41,3 +50,17 @@ def test_quick_book_builds_and_every_chapter_compares_with_the_paper():
     res = subprocess.run([str(Path(sys.executable).parent / "deepknet"), "results", "--profile", "quick", "--json"],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0 and {r["chapter"] for r in json.loads(res.stdout)} == written
+
+
+@pytest.mark.slow
+@needs_mirror
+def test_the_book_in_a_real_browser(quick_book):
+    "Chromium loads every page without console errors; images and internal links resolve; search; the 3D plot renders."
+    assert quick_book.returncode == 0, "the book did not build"
+    pytest.importorskip("playwright.sync_api")
+    from browser import check_book, chromium
+    if chromium() is None: pytest.skip("no chromium (scripts/setup.sh installs it with apt-get)")
+    found = check_book(ROOT / "book" / "_build" / "html")
+    assert found["pages"] >= 12 and found["internal_links"] >= 20, found
+    for kind in ("console", "images", "links", "search", "plot"):
+        assert found[kind] == [], f"{kind}: {found[kind][:5]}"

@@ -58,7 +58,8 @@ def test_files_table_and_errors(run, files):
     ok = t.error.isna().to_numpy()
     assert ok.tolist() == [True, False, True, False, False]
     assert list(t.columns) == ["id", "formula", "predicted", "probability", "p_insulator", "p_metal",
-                               "p_insulator_std", "p_metal_std", "error"]
+                               "p_insulator_std", "p_metal_std", "out_of_domain", "domain_note", "error"]
+    assert t.out_of_domain.isna().all()  # a run without a model card has no recorded training domain
     assert np.allclose(t.loc[ok, ["p_insulator", "p_metal"]].sum(axis=1), 1.0, atol=1e-5)
     assert t.loc[~ok, "p_metal"].isna().all()
     assert "garbage.cif" in t.error[1]
