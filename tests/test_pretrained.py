@@ -177,3 +177,29 @@ def test_live_mp_data_trains(tmp_path, monkeypatch):
                      "--device", "cpu"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["task_kwargs"] == {"source": "mp"} and sum(metrics["n"].values()) == 40
+
+
+def test_the_built_wheel_ships_the_models_and_predicts_from_anywhere(tmp_path):
+    "Build the wheel, install it alone (no repository, no data mirror), predict copper from another folder."
+    root = Path(__file__).resolve().parents[1]
+    py = sys.executable
+    subprocess.run([py, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(root), "-w", str(tmp_path)],
+                   check=True, capture_output=True)
+    wheel = next(tmp_path.glob("deepknet_lit-*.whl"))
+    import zipfile
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in PRETRAINED:
+        assert {f"deepknet_lit/models/{name}/weights.pt", f"deepknet_lit/models/{name}/card.json"} <= names
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, capture_output=True)
+    (tmp_path / "empty").mkdir()
+    code = ("import deepknet_lit as dk, json; from pymatgen.core import Lattice, Structure\n"
+            "cu = Structure.from_spacegroup('Fm-3m', Lattice.cubic(3.615), ['Cu'], [[0, 0, 0]])\n"
+            "t = dk.predict('metallicity', [cu], ids=['Cu'], n_rotations=2)\n"
+            "print(json.dumps([dk.__file__, t.predicted[0], bool(t.error.isna().all())]))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "DEEPKNET_DATA": str(tmp_path / "empty"),
+           "DEEPKNET_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([py, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, predicted, ok = json.loads(done.stdout.strip().splitlines()[-1])
+    assert where.startswith(str(tmp_path / "site")) and predicted == "metal" and ok
