@@ -12,9 +12,11 @@ import math
 import numpy as np
 import torch
 
+from . import diffraction
+
 # %% auto #0
-__all__ = ['ROTATION_MODES', 'PERTURBATIONS', 'rotation_matrices', 'random_rotations', 'random_shuffle', 'zero_level',
-           'in_dim_for', 'perturb', 'augment', 'paper_rotation', 'resolve_rotation']
+__all__ = ['ROTATION_MODES', 'PERTURBATIONS', 'rotation_matrices', 'random_rotations', 'random_shuffle', 'normalise_t',
+           'denormalise_t', 'zero_level', 'in_dim_for', 'perturb', 'augment', 'paper_rotation', 'resolve_rotation']
 
 # %% ../nbs/02_augment.ipynb #32daf63d
 def _draw(shape: tuple, generator=None, normal: bool = False) -> torch.Tensor:
@@ -103,22 +105,20 @@ PERTURBATIONS = ("phi1", "phi2", "phi2_raw", "phi3", "no_intensity")
 
 def _log_bounds() -> tuple[float, float]:
     "(LOG_FLOOR, LOG_CEIL) from deepknet_lit.diffraction (imported lazily)."
-    from deepknet_lit import diffraction
     return float(diffraction.LOG_FLOOR), float(diffraction.LOG_CEIL)
 
-def _normalise_t(I: torch.Tensor) -> torch.Tensor:
+def normalise_t(I: torch.Tensor) -> torch.Tensor:
     "Torch twin of `diffraction.normalise_intensity`: raw I >= 0 -> Ĩ in (0, 1]."
     lo, hi = _log_bounds()
     return ((torch.log(I.double() + 1e-6) - lo) / (hi - lo)).clamp(min=1e-12, max=1.0)
 
-def _denormalise_t(It: torch.Tensor) -> torch.Tensor:
+def denormalise_t(It: torch.Tensor) -> torch.Tensor:
     "Torch twin of `diffraction.intensity_from_features`: Ĩ -> raw I >= 0."
     lo, hi = _log_bounds()
     return (torch.exp(It.double() * (hi - lo) + lo) - 1e-6).clamp(min=0.0)
 
 def zero_level() -> float:
     "Ĩ of a zero intensity, `diffraction.ZERO_LEVEL`."
-    from deepknet_lit import diffraction
     return float(diffraction.ZERO_LEVEL)
 
 def in_dim_for(perturbation: str) -> int:
@@ -145,7 +145,7 @@ def perturb(
     It = batch[..., 3]
     if kind in ("phi2", "phi2_raw"):
         s = (1.0 - _uniform((batch.shape[0], 1), generator)).to(batch.device)   # (B, 1) in (0, 1]
-        new = It * s.to(batch.dtype) if kind == "phi2" else _normalise_t(_denormalise_t(It) * s).to(batch.dtype)
+        new = It * s.to(batch.dtype) if kind == "phi2" else normalise_t(denormalise_t(It) * s).to(batch.dtype)
     else:  # phi3
         new = (It > zero_level() + atol).to(batch.dtype)
     return torch.cat([batch[..., :3], new.unsqueeze(-1)], dim=-1)

@@ -18,6 +18,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, roc_auc_score
 from tqdm.auto import tqdm
 
+from .diffraction import barcode
+from .evaluate import bootstrap_ci, evaluate_probs
+from .train import TrainConfig, open_data, split_indices
+
 # %% auto #0
 __all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'barcodes', 'param_grid', 'make_estimator', 'fit_baseline', 'run_baseline']
 
@@ -28,7 +32,6 @@ def barcodes(
     ids=None,  # material ids, only used to name the rows in error messages
 ) -> np.ndarray:  # (N, n) float32 normalised intensities Ĩ in Miller-index order
     "The sorted-intensity bar codes of many materials, checked for NaN (see `diffraction.barcode`)."
-    from deepknet_lit.diffraction import barcode
     features = np.asarray(features)
     if features.ndim != 3 or features.shape[2] != 4:
         raise ValueError(f"features must have shape (N, n, 4) with the intensity in column 3, got {features.shape}")
@@ -122,12 +125,11 @@ def _full_probs(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-from .evaluate import _jsonable, write_json  # one JSON writer for every result file
+from .evaluate import jsonable, write_json  # one JSON writer for every result file
 
 
 def _evaluate(y_true, probs, classes, seed: int, n_boot: int) -> dict:
     "Dataset-level test metrics and a bootstrap ROC-AUC interval, from the evaluation module (as for the network)."
-    from deepknet_lit.evaluate import bootstrap_ci, evaluate_probs
     res = evaluate_probs(y_true, probs, classes)
     if n_boot > 0 and np.isfinite(res["roc_auc"]):
         res["roc_auc_ci"] = bootstrap_ci(y_true, probs, n_boot=n_boot, seed=seed)
@@ -170,7 +172,7 @@ def fit_baseline(
                   valid=best[2], test=_evaluate(y[te], test_probs, classes, seed, n_boot), classes=classes,
                   n_train=len(tr), n_valid=len(va), n_test=len(te), n_features=X.shape[1],
                   fit_seconds=time.perf_counter() - t0, candidates=candidates)
-    result = _jsonable(result)
+    result = jsonable(result)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,6 @@ def run_baseline(
     n_boot: int = 500,  # bootstrap resamples for the test ROC-AUC interval (0: none)
 ) -> dict:  # `fit_baseline`'s result plus the config it used
     "Fit a baseline on exactly the store and splits a network run with `config` uses."
-    from deepknet_lit.train import TrainConfig, open_data, split_indices
     if isinstance(config, (str, Path)) and Path(config).is_dir():
         run_dir = Path(config)
         config = json.loads((run_dir / "config.json").read_text())

@@ -86,6 +86,7 @@ def _train(a):
     overrides = {k: getattr(a, k) for k in _TRAIN_FLAGS if getattr(a, k) is not None}
     if overrides.get("perturbation") == "phi4": overrides.update(perturbation="phi1", probe="neutron")
     if a.source: overrides["task_kwargs"] = {"source": a.source}
+    if a.model and a.model != "pointnet": overrides["encoder"] = a.model
     config = make_config(a.profile, a.config, task=a.task, **overrides)
     metrics = train(config, a.out, resume=not a.restart)
     test = metrics.get("test", {})
@@ -95,7 +96,7 @@ def _train(a):
 
 def _evaluate(a):
     from .train import ensure_fast_malloc
-    from .evaluate import evaluate_run
+    from .runs import evaluate_run
     ensure_fast_malloc()
     metrics = evaluate_run(a.run_dir, split=a.split)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, indent=1))
@@ -113,12 +114,16 @@ def _models(a):
 
 def _predict(a):
     import pandas as pd
-    from .predict import predict_files, predict_structures, write_table
+    from .predict import predict_files, predict_powder, predict_structures, write_table
     from .sources import mp_structures
     model, files = (a.model, a.files) if a.model else (a.files[0] if a.files else None, a.files[1:])
     if model is None: raise ValueError("name a model: --model metallicity (see `deepknet models`) or a run directory")
-    if not files and not a.mp_id: raise ValueError("nothing to predict: give structure files or folders, or --mp-id")
-    parts = [predict_files(model, files, n_rotations=a.rotations, n_workers=a.workers)] if files else []
+    if not files and not a.mp_id and not a.powder:
+        raise ValueError("nothing to predict: give structure files or folders, --mp-id or --powder")
+    if a.powder and not a.wavelength:
+        raise ValueError("--powder needs the wavelength of the measurement: --wavelength 1.5406 (Cu Kα1)")
+    parts = [predict_powder(model, a.powder, a.wavelength)] if a.powder else []
+    if files: parts.append(predict_files(model, files, n_rotations=a.rotations, n_workers=a.workers))
     if a.mp_id:
         got = mp_structures(a.mp_id)  # {id: Structure or the reason it could not be fetched}
         ok = {k: v for k, v in got.items() if not isinstance(v, str)}
@@ -138,9 +143,10 @@ def _predict(a):
 # %% ../nbs/13_cli.ipynb #bd270281
 def _book(a):
     from .train import ensure_fast_malloc
-    from .experiments import build_book
+    from .book import build_book
     ensure_fast_malloc()
-    html = build_book(profile=a.profile, chapters=a.chapters, html=not a.no_html, train_missing=not a.no_train)
+    html = build_book(profile=a.profile, chapters=a.chapters, html=not a.no_html, train_missing=not a.no_train,
+                      methods=not a.no_methods)
     if html: print(f"The book is at {html}")
     return 0
 
@@ -226,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", choices=["random", "paper", "formula", "prototype"], default=None)
     for name, typ in (("epochs", int), ("seed", int), ("limit", int), ("batch-size", int), ("lr", float)):
         t.add_argument(f"--{name}", type=typ, default=None)
+    t.add_argument("--model", choices=["pointnet", "invariant", "powder"], default=None,
+                   help="pointnet: the paper's network on the 3D points (default); invariant: rotation-invariant "
+                   "descriptors first; powder: the orientation-averaged powder pattern (deepknet_lit.encoders)")
     t.add_argument("--source", default=None, help="the dataset the task reads its labels and structures from: 'mp' "
                    "(live Materials Project, after `deepknet data fetch mp`), a registry or an imported dataset")
     t.add_argument("--device", default=None, help="cpu, cuda or auto")
@@ -240,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="*", help=_FILES_HELP + " (without --model, the first is the model)")
     pr.add_argument("--model", default=None, help="a pretrained model (metallicity, bulk_modulus, shear_modulus, stability, "
                     "crystal_system; see `deepknet models`) or a run directory written by `deepknet train`")
+    pr.add_argument("--powder", nargs="+", default=None, metavar="PATTERN",
+                    help="measured powder patterns (2θ in degrees, intensity; a peak list or a profile) for a model "
+                    "trained with --model powder")
+    pr.add_argument("--wavelength", type=float, default=None, help="Å, the wavelength of the --powder measurements")
     pr.add_argument("--mp-id", nargs="+", default=None, metavar="ID",
                     help="Materials Project ids to fetch and predict (needs an API key in $MP_API_KEY)")
     pr.add_argument("-o", "--out", default=None, help="write the table to .csv, .json or .parquet (default: print it)")
@@ -258,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chapters", nargs="*", default=None, help="only these chapters (file stems)")
     b.add_argument("--no-html", action="store_true", help="execute the chapters, skip Jupyter Book")
     b.add_argument("--no-train", action="store_true", help="build from the results on disk only; missing ones show as pending")
+    b.add_argument("--no-methods", action="store_true", help="do not re-execute the notebooks of nbs/ (the Methods part)")
     b.set_defaults(func=_book)
 
     r = sub.add_parser("results", help="the reproduction summary: every artefact, paper vs ours, verdict")

@@ -18,7 +18,7 @@ from .augment import augment, resolve_rotation
 
 # %% auto #0
 __all__ = ['SUMMARY_KEYS', 'evaluate_probs', 'bootstrap_ci', 'predict_probs', 'summarize_seeds', 'format_summary', 'plot_roc',
-           'plot_confusion', 'write_json', 'evaluate_run']
+           'plot_confusion', 'jsonable', 'write_json']
 
 # %% ../nbs/08_evaluate.ipynb #bbf1a166
 def _skm():
@@ -225,14 +225,14 @@ def plot_confusion(
     return ax
 
 # %% ../nbs/08_evaluate.ipynb #8ede4d29
-def _jsonable(x):
-    "Make numpy scalars/arrays and NaN JSON-friendly."
+def jsonable(x):
+    "Numpy scalars and arrays as plain numbers and lists, NaN and inf as None: what every result file holds."
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.floating, float)):
         return None if not math.isfinite(float(x)) else float(x)
     if isinstance(x, np.integer):
@@ -244,34 +244,6 @@ def write_json(obj, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
+    tmp.write_text(json.dumps(jsonable(obj), indent=1))
     tmp.replace(path)
     return path
-
-def evaluate_run(
-    run_dir,                    # a directory written by deepknet_lit.train.train
-    split: str | None = None,   # one split ("train", "valid" or "test"): return just its metrics
-    splits: tuple = ("valid", "test"),   # splits to evaluate when `split` is None
-    seed: int | None = None,    # evaluation seed (default: the config's eval_seed)
-    n_boot: int = 1000,         # bootstrap resamples for the test CI (0: none)
-    store=None,                 # an already opened store (default: rebuilt/opened from the config)
-) -> dict:
-    "Re-evaluate the best checkpoint of a run; writes `run_dir/evaluation.json` (or `evaluation_<split>.json`)."
-    from deepknet_lit import train as T
-    run_dir = Path(run_dir)
-    model, config = T.load_model(run_dir / "checkpoint.pt")
-    store = store if store is not None else T.open_data(config)
-    split_idx = T.split_indices(store, config)
-    seed = config.eval_seed if seed is None else seed
-    res = {"config": config.to_dict(), "seed": seed}
-    for sp in ((split,) if split else splits):
-        if sp not in split_idx:
-            raise ValueError(f"unknown split {sp!r}; choose one of {sorted(split_idx)}")
-        idx = split_idx[sp]
-        probs = predict_probs(model, store.features, config, seed, config.eval_batch_size, indices=idx)
-        y = np.asarray(store.y)[idx]
-        res[sp] = evaluate_probs(y, probs, list(store.classes))
-        if sp == "test" and n_boot:
-            res[sp]["roc_auc_ci"] = bootstrap_ci(y, probs, n_boot=n_boot, seed=seed)
-    write_json(res, run_dir / (f"evaluation_{split}.json" if split else "evaluation.json"))
-    return dict(res[split], split=split, seed=seed) if split else res

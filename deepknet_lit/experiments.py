@@ -6,7 +6,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #64106d0c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time
+import dataclasses, hashlib, json, math, os, time
 from pathlib import Path
 
 import numpy as np
@@ -14,74 +14,31 @@ import pandas as pd
 
 import deepknet_lit
 from .evaluate import write_json
+from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .sources import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .tasks import load_task, split_hash
 from .train import PROFILES, TRAINING_VERSION, make_config, train
+from .tasks import make_splits
+from .evaluate import evaluate_probs
+from .baselines import fit_baseline
+from .train import split_indices
 
 # %% auto #0
-__all__ = ['PAPER', 'GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'TRIGONAL_SETTINGS',
-           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'PRETRAINED', 'BOOK_DIR', 'book_profile', 'parse_list',
-           'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
-           'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'select_points', 'experiment_config',
-           'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash',
-           'experiment_key', 'run_experiment', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan',
-           'paper_figures', 'run_job', 'missing', 'run_missing', 'cached', 'chapter_paths', 'execute_chapter',
-           'show_effective_parameters', 'build_book']
-
-# %% ../nbs/12_experiments.ipynb #e80dfcfe
-PAPER = {
-    "data": {"retrieved": "2021-10-30", "n_materials": 139367},  # Sec. II and Ref. [4]: MP data retrieved Oct 30, 2021
-    "table1": {  # Table I: compounds per task and class balance (MP, October 2021)
-        "metallicity": {"total": 74108, "metal": 36451, "insulator": 37657},
-        "bulk_modulus": {"total": 13176, "positive": 6582},   # B > 85 GPa
-        "shear_modulus": {"total": 13176, "positive": 6472},  # G > 34 GPa
-        "stability": {"total": 139029, "positive": 58027},   # E_hull < 20 meV/atom
-    },
-    "crystal_system": {"total": 48524, "accuracy": 0.98},  # Sec. III A: n = 3, intensity masked, conventional cell
-    "trigonal_hexagonal": {"n3_no_intensity": 0.87, "n3": 0.94, "n27": 0.97},  # Sec. III A, ROC-AUC
-    "auc": {  # ROC-AUC on the test set stated in Sec. III B-D (Fig. 4); None = only in the figure
-        ("metallicity", 3, "phi1"): 0.83,
-        ("metallicity", 343, "phi1"): 0.91,   # Sec. II B (0.910 max pool vs 0.915 self-attention) and Sec. III C
-        ("metallicity", 343, "phi2"): 0.89,
-        ("bulk_modulus", 343, "phi1"): 0.95, ("bulk_modulus", 343, "phi2"): 0.87,
-        ("shear_modulus", 343, "phi1"): 0.86, ("shear_modulus", 343, "phi2"): 0.78,
-    },
-    "attention_pooling": {"metallicity": 0.915},      # Sec. II B
-    "baselines": {"metallicity": {"rf": 0.91, "xgb": 0.91}},  # Sec. III C: "quantitatively the same ... (AUC of 0.91)"
-    "small_model_auc": 0.89,                          # Sec. III D: n = 125, 32-dim embedding, metallicity
-    "table5_std": {  # Table V: std of test ROC-AUC over three random splits
-        "metallicity": {"phi1": 0.002, "phi2": 0.001, "phi3": 0.005, "phi4": 0.005},
-        "bulk_modulus": {"phi1": 0.002, "phi2": 0.004, "phi3": 0.011, "phi4": 0.001},
-        "shear_modulus": {"phi1": 0.011, "phi2": 0.017, "phi3": 0.014, "phi4": 0.003},
-        "stability": {"phi1": 0.003, "phi2": 0.006, "phi3": 0.004, "phi4": 0.004},
-    },
-    "table2": [  # Table II: perovskites held out of training (compound, space group, true, predicted, probability)
-        ("LiNbO3", "R-3c", "I", "I", 0.61), ("LiOsO3", "R-3c", "M", "I", 0.51), ("LaNiO3", "R-3c", "M", "I", 0.56),
-        ("LaCoO3", "R-3c", "M", "M", 0.51), ("LiNbO3", "R3c", "I", "I", 0.64), ("LiOsO3", "R3c", "M", "M", 0.54),
-        ("LiTaO3", "R3c", "I", "I", 0.59), ("NdNiO3", "Pnma", "M", "I", 0.58), ("YNiO3", "Pnma", "M", "I", 0.59),
-        ("CaFeO3", "Pnma", "M", "I", 0.84), ("SrRuO3", "Pnma", "M", "I", 0.89), ("CaTiO3", "Pnma", "I", "I", 0.91),
-        ("NdNiO3", "P2_1/c", "I", "M", 0.51), ("YNiO3", "P2_1/c", "I", "I", 0.55), ("CaFeO3", "P2_1/c", "I", "I", 0.80),
-        ("SrFeO3", "Pm-3m", "M", "M", 0.80), ("SrTiO3", "Pm-3m", "I", "M", 0.73),
-    ],
-    "table3": {  # Table III: the network's hyperparameter grid (reported model: mlp 64-128-512-1024, head 1024-512-256-128)
-        "n_mlp_layers": [3, 4, 5], "mlp_hidden": [64, 128, 256, 512, 1024], "embedding": [256, 512, 1024],
-        "n_fc_layers": [3, 4, 5], "fc_size": [128, 256, 512, 1024], "pooling": ["max", "self-attention"],
-        "attention_layers": [0, 2, 4], "optimizer": ["SGD", "Adam"], "lr": [0.01, 0.001], "dropout": [0, 0.2, 0.4],
-    },
-    "table4": {"n_estimators": [50, 100, 150], "criterion": ["gini", "entropy"], "max_depth": [6, 12, None],
-               "max_features": [None, "sqrt", "log2"]},
-}
+__all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'HYPERPARAMETER_VARIANTS',
+           'NETWORK_SWEEP', 'PRETRAINED', 'book_profile', 'parse_list', 'results_dir', 'config_key', 'summarize',
+           'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats',
+           'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
+           'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'run_grid', 'run_baseline',
+           'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
-_PAPER_GRID = dict(tasks=("metallicity", "bulk_modulus", "shear_modulus", "stability"), n_values=(3, 4, 27, 125, 343),
-                   perturbations=("phi1", "phi2", "phi2_raw", "phi3", "phi4"))
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
-    "quick": dict(_PAPER_GRID, seeds=(0,),
+    "quick": dict(PAPER_GRID, seeds=(0,),
                   task_kwargs={"crystal_system": {"limit": 1500}, "trigonal_hexagonal": {"limit": 4000}}),
-    "full": dict(_PAPER_GRID, seeds=(0, 1, 2)),
-    "gpu": dict(_PAPER_GRID, seeds=(0, 1, 2)),
+    "full": dict(PAPER_GRID, seeds=(0, 1, 2)),
+    "gpu": dict(PAPER_GRID, seeds=(0, 1, 2)),
 }
 
 def book_profile(profile: str) -> dict:
@@ -301,7 +258,6 @@ def training_allowed() -> bool:
 
 def task_split_hash(config, task) -> str:
     "`split_hash` of the task-level test set of `config` (the split every n, φ, model and baseline of a task and seed shares)."
-    from deepknet_lit.tasks import make_splits
     sp = make_splits(task, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
     return split_hash(task.ids[i] for i in sp["test"])
 
@@ -362,7 +318,6 @@ BASELINES = ("majority", "density", "xgboost", "rf")
 
 def _majority(store, split: dict) -> dict:
     "Train-set class frequencies as every test material's probabilities."
-    from deepknet_lit.evaluate import evaluate_probs
     y = np.asarray(store.y, dtype=int)
     freq = np.bincount(y[split["train"]], minlength=len(store.classes)) / len(split["train"])
     out = {}
@@ -386,8 +341,6 @@ def run_baseline(task: str,  # task name
                  progress: bool = False,  # bar over the grid
                 ) -> dict | None:
     "A floor or tree baseline on the network's split, cached like an experiment (None: missing, training not allowed)."
-    from deepknet_lit.baselines import fit_baseline
-    from deepknet_lit.train import split_indices
     if model not in BASELINES: raise ValueError(f"unknown baseline {model!r}; use one of {BASELINES}")
     config = experiment_config(task, n=n, seed=seed, profile=profile)
     grid = None if model in ("majority", "density") else (grid or ("small" if profile == "quick" else "paper"))
@@ -413,7 +366,6 @@ def run_baseline(task: str,  # task name
 
 # %% ../nbs/12_experiments.ipynb #228ba70b
 SMALL_TASKS = ("bulk_modulus", "shear_modulus", "stability")  # minutes per run on 2 cores (metallicity: ~20)
-TRIGONAL_SETTINGS = {"n3_no_intensity": dict(n=3, perturbation="no_intensity"), "n3": dict(n=3), "n27": dict(n=27)}
 HYPERPARAMETER_VARIANTS = {"dropout 0.4": dict(dropout=0.4), "SGD, lr 0.01": dict(optimizer="sgd", lr=0.01),
                            "mean pooling": dict(pooling="mean"), "self-attention pooling": dict(pooling="attention")}
 NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule, on validation, for the elastic tasks
@@ -465,12 +417,6 @@ PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/expor
     "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional", seed=0),  # Sec. III A
 }
 
-def paper_figures(task: str, n: int = 343, perturbation: str = "phi1", **_) -> dict:
-    "The paper's figures for one setting of a task: its test ROC-AUC, or for crystal systems its accuracy."
-    if task == "crystal_system": return {"accuracy": PAPER["crystal_system"]["accuracy"]}
-    auc = PAPER["auc"].get((task, n, perturbation))
-    return {} if auc is None else {"roc_auc": auc}
-
 def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
     "Run (or load) one job of `plan`."
     kw = {k: v for k, v in job.items() if k != "kind"}
@@ -515,89 +461,3 @@ def cached(profile: str,  # results folder (see `results_dir`)
     result = {"key": key, "kind": kind, "params": params, "result": compute()}
     write_json(result, path)
     return json.loads(path.read_text())
-
-# %% ../nbs/12_experiments.ipynb #b2dec6a6
-BOOK_DIR = REPO_ROOT / "book"
-
-def chapter_paths(chapters=None, book_dir: Path = BOOK_DIR) -> list[Path]:
-    "The chapter notebooks in book order, or those whose stems are in `chapters`."
-    every = sorted((Path(book_dir) / "chapters").glob("*.ipynb"))
-    if not chapters: return every
-    known = {p.stem: p for p in every}
-    missing = [c for c in chapters if c not in known]
-    if missing: raise ValueError(f"unknown chapter(s) {missing}: the book has {sorted(known)}")
-    return [known[c] for c in chapters]
-
-def _ipc_kernels(folder: Path):
-    """A kernel-manager class whose kernels talk over IPC sockets in `folder` (ipykernel warns on every unencrypted
-    TCP start) and keep their own log off the console (a chapter's output and errors travel as messages)."""
-    import subprocess
-    from jupyter_client.manager import AsyncKernelManager
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kw): super().__init__(**{"transport": "ipc", "ip": str(folder / "kernel"), **kw})
-        async def start_kernel(self, **kw):
-            return await super().start_kernel(**{"stderr": subprocess.DEVNULL, **kw})
-    return IPCKernelManager
-
-def execute_chapter(src: Path,  # the chapter notebook
-                    dst: Path,  # where the executed copy goes
-                    profile: str,  # the profile parameter
-                    parameters: dict | None = None,  # other parameters
-                   ) -> Path:
-    "Execute one chapter with papermill; a failing cell raises, naming the chapter."
-    import tempfile, warnings, papermill as pm
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    params = {"profile": profile, **(parameters or {})}
-    try:
-        with tempfile.TemporaryDirectory(prefix="deepknet-kernel-") as sockets, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Cell is missing an id field")  # papermill's injected cell
-            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", cwd=str(src.parent),
-                                progress_bar=False, log_output=False, kernel_manager_class=_ipc_kernels(Path(sockets)))
-    except pm.PapermillExecutionError as err:
-        raise RuntimeError(f"chapter {src.stem} failed in cell {err.exec_count}: {err.ename}: {err.evalue}") from err
-    show_effective_parameters(dst)
-    return dst
-
-def show_effective_parameters(path: Path) -> None:
-    "In an executed chapter, show only the parameters it ran with (papermill's injected cell), not the defaults too."
-    import nbformat
-    nb = nbformat.read(str(path), as_version=4)
-    if not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells): return
-    for c in nb.cells:
-        tags = c.metadata.get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags: c.metadata["tags"] = tags + ["remove-cell"]
-    nbformat.write(nb, str(path))
-
-def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
-               chapters=None,  # chapter stems to execute (default: all)
-               html: bool = True,  # also build the HTML with Jupyter Book
-               book_dir: Path = BOOK_DIR,  # the book's folder
-               train_missing: bool = True,  # compute missing results (False: they show as pending)
-              ) -> Path | None:
-    "Execute the chapters for `profile` and build the HTML book; returns the path of its index page."
-    os.environ[TRAIN_ENV] = "1" if train_missing else "0"  # the chapters' kernels inherit it
-    from tqdm.auto import tqdm
-    book_profile(profile)
-    book_dir = Path(book_dir)
-    stage = book_dir / "_build" / "src"
-    for name in ("_config.yml", "_toc.yml"):
-        stage.mkdir(parents=True, exist_ok=True); shutil.copy(book_dir / name, stage / name)
-    for md in book_dir.glob("*.md"): shutil.copy(md, stage / md.name)
-    for folder in ("_ext", "_static"):  # the book's Sphinx extension and its static files (favicon)
-        if (book_dir / folder).is_dir(): shutil.copytree(book_dir / folder, stage / folder, dirs_exist_ok=True)
-    todo = chapter_paths(chapters, book_dir)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # chapters run in kernels that inherit this: no progress bars in the book
-    for src in (bar := tqdm(todo, desc=f"chapters ({profile})", unit="chapter")):
-        bar.set_postfix_str(src.stem)
-        t0 = time.time()
-        execute_chapter(src, stage / "chapters" / src.name, profile)
-        print(f"  {src.stem}: {time.time() - t0:.0f} s", file=sys.stderr)
-    missing = [p.stem for p in chapter_paths(None, book_dir) if not (stage / "chapters" / p.name).exists()]
-    if not html: return None
-    if missing: raise RuntimeError(f"cannot build the HTML book: chapters {missing} were never executed; run without --chapters")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb), "build", str(stage), "--path-output", str(book_dir), "--builder", "html", "-W", "-n", "--keep-going"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return book_dir / "_build" / "html" / "index.html"

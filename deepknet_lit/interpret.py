@@ -12,6 +12,11 @@ import pandas as pd
 import torch
 from pymatgen.core import Lattice, Structure
 
+from .augment import perturb
+from .diffraction import point_cloud
+from .predict import class_names, featurize_settings, load_run, predict_features
+from .train import TrainConfig
+
 # %% auto #0
 __all__ = ['REFERENCE_LABELS', 'critical_indices', 'critical_points', 'friedel_summary', 'reference_structures',
            'plot_critical_sphere', 'plot_d_spacing', 'small_interpretation_config', 'interpret_references', 'plot_fig5',
@@ -186,7 +191,6 @@ def plot_d_spacing(
 # %% ../nbs/10_interpret.ipynb #98a775a9
 def small_interpretation_config(**overrides):
     "TrainConfig of the paper's interpretation model: metallicity, n = 125 points, 32-dim crystal feature."
-    from deepknet_lit.train import TrainConfig
     base = dict(task="metallicity", n=125, mlp=(64, 128, 256, 32), head=(128, 64), pooling="max")
     return TrainConfig.from_dict({**TrainConfig().to_dict(), **base, **overrides})
 
@@ -202,9 +206,6 @@ def interpret_references(
     structures: dict | None = None,  # name -> Structure; None: `reference_structures()`
 ) -> dict[str, pd.DataFrame]:  # name -> `critical_points` table (attrs: probabilities, predicted class)
     "Critical points of each reference crystal, featurized as the model's training data."
-    from deepknet_lit.augment import perturb
-    from deepknet_lit.diffraction import point_cloud
-    from deepknet_lit.predict import featurize_settings, predict_features
     config = small_interpretation_config() if config is None else config
     settings = featurize_settings(config)
     tables = {}
@@ -247,8 +248,6 @@ def interpret_run(
     "Critical points of the reference crystals for a trained run, optionally written to disk."
     import json
     from pathlib import Path
-    from deepknet_lit.diffraction import point_cloud
-    from deepknet_lit.predict import class_names, featurize_settings, load_run
     model, config = load_run(model_dir)
     structures = structures or reference_structures()
     tables = interpret_references(model, config, structures)

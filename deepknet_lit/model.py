@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .encoders import build_encoder
 
 # %% auto #0
 __all__ = ['POOLINGS', 'AttentionPool', 'PointNet', 'count_parameters']
@@ -73,7 +74,8 @@ class PointNet(nn.Module):
                  pooling: str = "max",                  # "max", "mean" or "attention"
                  mlp_dropout: float = 0.0,              # dropout inside the pointwise MLP
                  attention_layers: int = 2,             # self-attention blocks (pooling="attention")
-                 attention_heads: int = 4):             # heads per block (pooling="attention")
+                 attention_heads: int = 4,              # heads per block (pooling="attention")
+                 encoder: str = "none"):                # "none" (the paper), "invariant" or "powder": see deepknet_lit.encoders
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
@@ -84,7 +86,9 @@ class PointNet(nn.Module):
         self.hparams = dict(in_dim=in_dim, mlp=tuple(mlp), head=tuple(head), n_classes=n_classes, dropout=dropout,
                             pooling=pooling, mlp_dropout=mlp_dropout, attention_layers=attention_layers,
                             attention_heads=attention_heads)
-        self.features = _pointwise_mlp(in_dim, tuple(mlp), mlp_dropout)
+        if encoder != "none": self.hparams["encoder"] = encoder  # the paper's model keeps its old hparams (and checkpoints)
+        self.encoder = build_encoder(encoder, in_dim)
+        self.features = _pointwise_mlp(self.encoder.out_dim if self.encoder else in_dim, tuple(mlp), mlp_dropout)
         self.pool = AttentionPool(mlp[-1], attention_layers, attention_heads) if pooling == "attention" else None
         self.classifier = _head(mlp[-1], tuple(head), n_classes, dropout)
 
@@ -93,11 +97,16 @@ class PointNet(nn.Module):
         B, n, C = x.shape
         if C != self.hparams["in_dim"]:
             raise ValueError(f"input has {C} channels per point but the model expects in_dim={self.hparams['in_dim']}")
-        return self.features(x.reshape(B * n, C)).reshape(B, n, -1)
+        return self.encoded_features(self.encoder(x) if self.encoder is not None else x)
 
-    def forward(self, x: torch.Tensor, return_critical: bool = False):
+    def encoded_features(self, z: torch.Tensor) -> torch.Tensor:
+        "Per-point features (B, n, m) of already encoded points (B, n, encoder width), e.g. measured powder lines."
+        B, n, C = z.shape
+        return self.features(z.reshape(B * n, C)).reshape(B, n, -1)
+
+    def forward(self, x: torch.Tensor, return_critical: bool = False, encoded: bool = False):
         "Logits (B, k); with `return_critical` also the argmax point index per crystal feature (B, m)."
-        h = self.point_features(x)                                   # (B, n, m)
+        h = self.encoded_features(x) if encoded else self.point_features(x)  # (B, n, m)
         pooling = self.hparams["pooling"]
         if pooling == "max":
             g, crit = h.max(dim=1)                                   # (B, m), (B, m)

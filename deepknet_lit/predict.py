@@ -18,12 +18,14 @@ import torch
 from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from .augment import augment, resolve_rotation
-from .diffraction import as_structure, featurize_items, read_items, write_atomic
+from .diffraction import as_structure, featurize_items, point_set_size, read_items, write_atomic
+from .encoders import PatternError, pattern_points, read_pattern
 from .pretrained import load_model, out_of_domain
+from .diffraction import POINT_SETS
 
 # %% auto #0
 __all__ = ['featurize_settings', 'class_names', 'structure_rng', 'rotation_probs', 'predict_features', 'load_run',
-           'predict_structures', 'predict_files', 'write_table']
+           'predict_structures', 'predict_powder', 'predict_files', 'write_table']
 
 # %% ../nbs/11_predict.ipynb #60f1b9d0
 def _cfg(config) -> dict:
@@ -42,7 +44,6 @@ def featurize_settings(
     c = _cfg(config)
     point_set, max_index = c.get("point_set", "cube"), int(c.get("max_index", 3))
     if c.get("n") is not None:  # TrainConfig.n overrides point_set / max_index (see deepknet_lit.train)
-        from deepknet_lit.diffraction import POINT_SETS
         if c["n"] not in POINT_SETS:
             raise ValueError(f"the run's n={c['n']} is not a known point-set size; known: {sorted(POINT_SETS)}")
         point_set, max_index = POINT_SETS[c["n"]]
@@ -201,6 +202,31 @@ def predict_structures(
     batch, _ = featurize_items(items, n_workers, ordered=True, progress=False, **featurize_settings(config))
     formulas = {i: s.composition.reduced_formula for i, s in zip(ids, structures) if s is not None}
     return _table(model, config, ids, batch, formulas, [*errors.items(), *batch.errors], n_rotations, seed)
+
+# %% ../nbs/11_predict.ipynb #4594692e
+def predict_powder(
+    model_dir,  # a run (or pretrained model) trained with the powder encoder (`deepknet train --model powder`)
+    paths,  # measured patterns: two-column text files, 2θ (degrees) and intensity (see `encoders.read_pattern`)
+    wavelength: float,  # Å, the wavelength the patterns were measured with (Cu Kα1: 1.5406)
+) -> pd.DataFrame:  # one row per file: id, n_lines, predicted, probability, p_<class>..., error
+    "Class probabilities for measured powder patterns; an unreadable file gets its reason in `error`."
+    model, config = load_run(model_dir)
+    if model.hparams.get("encoder") != "powder":
+        raise ValueError(f"{model_dir}: this model reads 3D point clouds, not powder patterns; "
+                         "train one on powder patterns with `deepknet train --model powder`")
+    s = featurize_settings(config)
+    n = point_set_size(s["point_set"], s["max_index"])
+    names = class_names(config, _n_outputs(model))
+    rows = []
+    for path in map(str, paths):
+        try: lines = read_pattern(path, wavelength)
+        except PatternError as e:
+            rows.append(dict(id=path, n_lines=None, predicted=None, probability=np.nan, **{f"p_{c}": np.nan for c in names},
+                             error=str(e))); continue
+        with torch.no_grad(): p = torch.softmax(model(pattern_points(lines, n), encoded=True), -1)[0].numpy()
+        rows.append(dict(id=path, n_lines=len(lines), predicted=names[int(np.argmax(p))], probability=float(p.max()),
+                         **{f"p_{c}": float(v) for c, v in zip(names, p)}, error=None))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/11_predict.ipynb #247f0d83
 def predict_files(

@@ -203,7 +203,7 @@ def card_text(name: str) -> str:
     paper = ", ".join(f"{k} {v}" for k, v in (c.get("paper") or {}).items()) or "none stated"
     lines = [f"# {c['name']}: {' / '.join(c['classes'])}", "",
              f"- **Task**: {c['task']} (label from {c['target']['values']}; thresholds {c['target']['thresholds']})",
-             *(f"- **Data**: " + "; ".join(str(d[k]) for k in ("name", "description", "upstream", "licence") if d.get(k))
+             *("- **Data**: " + "; ".join(str(d[k]) for k in ("name", "description", "upstream", "licence") if d.get(k))
                for d in c["data"]["datasets"]),
              f"- **Split**: {sp['kind']} {sp['fractions']}, seed {sp['seed']}, materials {sp['n']}, "
              f"test sha256 {str(sp['test_sha256'])[:12]}…",

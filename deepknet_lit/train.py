@@ -26,14 +26,19 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .augment import augment, in_dim_for, resolve_rotation
-from .evaluate import evaluate_probs, predict_probs, bootstrap_ci, write_json, _jsonable
+from .evaluate import evaluate_probs, predict_probs, bootstrap_ci, write_json, jsonable
+from .encoders import ENCODERS
 from .model import PointNet, count_parameters
+from .diffraction import POINT_SETS
+from . import tasks
+from .store import build_store, open_store
+from .tasks import make_splits, split_hash
 
 # %% auto #0
-__all__ = ['FAST_MALLOC_ENV', 'TRAINING_VERSION', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig',
-           'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store', 'load_task_data',
-           'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer',
-           'CheckpointError', 'load_checkpoint', 'load_model', 'train', 'main']
+__all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc',
+           'TrainConfig', 'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store',
+           'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model',
+           'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -59,6 +64,8 @@ def ensure_fast_malloc(
     return False
 
 # %% ../nbs/07_train.ipynb #d4280077
+LATER_FIELDS = {"encoder": "none"}  # fields added after results were keyed, and their defaults (left out of to_dict)
+
 @dataclass
 class TrainConfig:
     "Everything one training run depends on."
@@ -87,6 +94,7 @@ class TrainConfig:
     pooling: str = "max"                # "max", "mean", "attention"
     attention_layers: int = 2           # self-attention blocks (pooling="attention")
     attention_heads: int = 4            # heads per block
+    encoder: str = "none"               # "none" (the paper's PointNet on raw points), "invariant" or "powder" (deepknet_lit.encoders)
     # optimisation
     seed: int = 0                       # split, init, augmentation seed
     epochs: int = 100                   # maximum epochs
@@ -111,6 +119,8 @@ class TrainConfig:
         if self.perturbation == "phi4":        # φ4 is the neutron store with the original perturbation
             self.perturbation, self.probe = "phi1", "neutron"
         in_dim_for(self.perturbation)          # validates the name
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         resolve_rotation(self.rotation, self.max_angle, self.task)
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) < 0:
             raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {self.fractions}")
@@ -118,8 +128,9 @@ class TrainConfig:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
 
     def to_dict(self) -> dict:
-        "Plain JSON-friendly dict."
-        return _jsonable(dataclasses.asdict(self))
+        "Plain JSON-friendly dict; fields added later are left out at their default, so earlier results keep their keys."
+        d = jsonable(dataclasses.asdict(self))
+        return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -142,7 +153,6 @@ class TrainConfig:
         "(point_set, max_index), from `n` when it is set."
         if self.n is None:
             return self.point_set, self.max_index
-        from deepknet_lit.diffraction import POINT_SETS
         if self.n not in POINT_SETS:
             raise ValueError(f"n={self.n} is not a known point-set size; choose one of {sorted(POINT_SETS)}")
         return POINT_SETS[self.n]
@@ -151,7 +161,7 @@ class TrainConfig:
         "Arguments for PointNet."
         return dict(in_dim=in_dim_for(self.perturbation), mlp=tuple(self.mlp), head=tuple(self.head),
                     n_classes=n_classes, dropout=self.dropout, pooling=self.pooling, mlp_dropout=self.mlp_dropout,
-                    attention_layers=self.attention_layers, attention_heads=self.attention_heads)
+                    attention_layers=self.attention_layers, attention_heads=self.attention_heads, encoder=self.encoder)
 
 # %% ../nbs/07_train.ipynb #603f716b
 TRAINING_VERSION = "2"  # bump when the same config would train differently (2: the authors' φ2, one split per task and seed)
@@ -238,7 +248,6 @@ def load_npz_store(path) -> ArrayStore:
 
 def load_task_data(config: TrainConfig):
     "The TaskData of `config.task` (structure-derived tasks get the `limit` too, so symmetry runs on a subset only)."
-    from deepknet_lit import tasks
     kw = dict(config.task_kwargs)
     spec = getattr(tasks, "TASKS", {}).get(config.task)
     if spec is not None and getattr(spec, "needs_structures", False) and config.limit and "limit" not in kw:
@@ -250,9 +259,7 @@ def open_data(config: TrainConfig, progress: bool = True, task_data=None):
     if config.store_path:
         if str(config.store_path).endswith(".npz"):
             return load_npz_store(config.store_path)
-        from deepknet_lit.store import open_store
         return open_store(config.store_path)
-    from deepknet_lit.store import build_store
     point_set, max_index = config.point_settings()
     td = task_data if task_data is not None else load_task_data(config)
     return build_store(td, max_index=max_index, point_set=point_set, probe=config.probe, cell=config.cell,
@@ -275,7 +282,6 @@ def split_indices(store, config: TrainConfig, task_data=None) -> dict:
     "train/valid/test row indices into `store` for `config` (see above)."
     if not hasattr(store, "split_rows"):
         return stratified_split(store.y, config.fractions, config.seed)
-    from deepknet_lit.tasks import make_splits
     td = task_data if task_data is not None else load_task_data(config)
     sp = make_splits(td, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
     out = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in store.split_rows(dict(sp)).items()}
@@ -539,7 +545,6 @@ def _final_metrics(out: Path, store, splits, config, state) -> dict:
     "Evaluate the best checkpoint on valid and test; write metrics.json."
     best, _ = load_model(out / "checkpoint.pt")
     y = np.asarray(store.y, dtype=np.int64)
-    from deepknet_lit.tasks import split_hash
     res = {"config": config.to_dict(), "history": state["history"], "best_epoch": state["best_epoch"] + 1,
            "split_hash": split_hash(store.ids[i] for i in splits["test"]),
            "n_parameters": count_parameters(best), "n": {k: int(len(v)) for k, v in splits.items()},
@@ -553,7 +558,7 @@ def _final_metrics(out: Path, store, splits, config, state) -> dict:
             np.savez_compressed(out / "test_predictions.npz", ids=np.asarray(store.ids)[splits[sp]].astype(str),
                                 y=y[splits[sp]], probs=probs)
     write_json(res, out / "metrics.json")
-    return _jsonable(res)
+    return jsonable(res)
 
 # %% ../nbs/07_train.ipynb #96b15e16
 def main(argv=None):

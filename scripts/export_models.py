@@ -9,7 +9,8 @@ machine that trained it). Never trains: a task without a result is reported and 
 import argparse
 import os
 
-from deepknet_lit.experiments import PRETRAINED, TRAIN_ENV, experiment_config, experiment_task, paper_figures, run_experiment
+from deepknet_lit.experiments import PRETRAINED, TRAIN_ENV, experiment_config, experiment_task, run_experiment
+from deepknet_lit.paper import paper_figures
 from deepknet_lit.pretrained import export_model, models_dir
 
 if __name__ == "__main__":

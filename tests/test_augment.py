@@ -111,7 +111,7 @@ def test_phi2_scales_normalised_intensity_per_material(diffraction_consts):
     assert not torch.equal(outs[0], outs[1])
     same_draws = A.perturb(f, "phi2_raw", torch.Generator().manual_seed(0))  # the same factor applied to raw I instead
     s0 = (outs[0][..., 3] / f[..., 3])[:, :1]
-    assert torch.allclose(A._denormalise_t(same_draws[..., 3])[:, 2:].float(), (torch.tensor(I[:, 2:]) * s0).float(), rtol=2e-3)
+    assert torch.allclose(A.denormalise_t(same_draws[..., 3])[:, 2:].float(), (torch.tensor(I[:, 2:]) * s0).float(), rtol=2e-3)
 
 
 def test_phi2_raw_scales_raw_intensity_per_material(diffraction_consts):
@@ -119,7 +119,7 @@ def test_phi2_raw_scales_raw_intensity_per_material(diffraction_consts):
     outs = [A.perturb(f, "phi2_raw", torch.Generator().manual_seed(s)) for s in range(3)]
     for p in outs:
         assert torch.equal(p[..., :3], f[..., :3])
-        raw = A._denormalise_t(p[..., 3]).numpy()
+        raw = A.denormalise_t(p[..., 3]).numpy()
         ratio = raw[:, 2:] / I[:, 2:]                    # non-zero intensities
         assert np.allclose(ratio, ratio[:, :1], rtol=2e-3)  # one factor per material
         assert (ratio > 0).all() and (ratio <= 1 + 2e-3).all()
@@ -127,7 +127,7 @@ def test_phi2_raw_scales_raw_intensity_per_material(diffraction_consts):
         assert torch.allclose(p[..., 3][torch.tensor(zero)], f[..., 3][torch.tensor(zero)])
     # fresh factors per call and per material
     assert not torch.equal(outs[0], outs[1])
-    r0 = A._denormalise_t(outs[0][..., 3]).numpy()[:, 3] / I[:, 3]
+    r0 = A.denormalise_t(outs[0][..., 3]).numpy()[:, 3] / I[:, 3]
     assert abs(r0[0] - r0[1]) > 1e-4
 
 
@@ -135,7 +135,7 @@ def test_phi2_factor_is_uniform(diffraction_consts):
     I, f = _feats(diffraction_consts)
     big = f[:1, 3:4].expand(4000, 1, 4).clone()           # one point with I = 20, 4000 copies
     p = A.perturb(big, "phi2_raw", torch.Generator().manual_seed(0))
-    s = (A._denormalise_t(p[..., 3]) / 20.0).numpy().ravel()
+    s = (A.denormalise_t(p[..., 3]) / 20.0).numpy().ravel()
     h, _ = np.histogram(s, bins=10, range=(0, 1))
     assert ((h - 400) ** 2 / 400).sum() < 27.9
 
@@ -145,9 +145,9 @@ def test_phi2_matches_diffraction_functions():
     if not hasattr(d, "normalise_intensity"):
         pytest.skip("diffraction module not exported yet")
     I = np.array([0.0, 1e-8, 1e-3, 0.7, 45.0, 300.0])
-    assert np.allclose(A._normalise_t(torch.tensor(I)).numpy(), np.asarray(d.normalise_intensity(I)), atol=1e-7)
+    assert np.allclose(A.normalise_t(torch.tensor(I)).numpy(), np.asarray(d.normalise_intensity(I)), atol=1e-7)
     It = np.asarray(d.normalise_intensity(I))
-    assert np.allclose(A._denormalise_t(torch.tensor(It)).numpy(), np.asarray(d.intensity_from_features(It)),
+    assert np.allclose(A.denormalise_t(torch.tensor(It)).numpy(), np.asarray(d.intensity_from_features(It)),
                        rtol=1e-6, atol=1e-9)
 
 

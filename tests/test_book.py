@@ -29,6 +29,12 @@ def test_quick_book_builds_and_every_chapter_compares_with_the_paper(quick_book)
         page = html / "chapters" / f"{stem}.html"
         assert page.exists(), f"no HTML page for chapter {stem}"
         assert "Traceback" not in page.read_text(errors="replace"), f"chapter {stem} shows an error"
+    # the Methods part: every notebook of nbs/ executed, with its outputs
+    for nb in (ROOT / "nbs").glob("*.ipynb"):
+        page = html / "methods" / f"{nb.stem}.html"
+        assert page.exists(), f"no Methods page for {nb.name}"
+        assert "Traceback" not in page.read_text(errors="replace"), f"methods page {nb.stem} shows an error"
+    assert "cell_output" in (html / "methods" / "01_diffraction.html").read_text()  # executed: outputs are shown
     # every chapter wrote its comparison rows; in the quick profile (which trains what is missing) none is pending
     tables = ROOT / "book" / "results" / "quick" / "tables"
     written = {p.stem for p in tables.glob("*.json")}

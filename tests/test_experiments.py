@@ -107,10 +107,11 @@ def test_plan_lists_every_artefact_once():
 
 
 def test_paper_numbers_are_consistent():
-    t1 = ex.PAPER["table1"]["metallicity"]
+    from deepknet_lit.paper import PAPER
+    t1 = PAPER["table1"]["metallicity"]
     assert t1["metal"] + t1["insulator"] == t1["total"]
-    assert len(ex.PAPER["table2"]) == 17
-    assert set(ex.PAPER["table5_std"]) == {"metallicity", "bulk_modulus", "shear_modulus", "stability"}
+    assert len(PAPER["table2"]) == 17
+    assert set(PAPER["table5_std"]) == {"metallicity", "bulk_modulus", "shear_modulus", "stability"}
 
 
 def test_unknown_profile_is_a_clear_error():

@@ -28,7 +28,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from deepknet_lit import cli, sources as src, store as st, train as T
-from deepknet_lit.evaluate import evaluate_run
+from deepknet_lit.runs import evaluate_run
 from deepknet_lit.predict import predict_structures
 from deepknet_lit.tasks import load_task
 

@@ -73,6 +73,8 @@ def test_toc_lists_every_chapter():
     listed = {line.split("file:")[1].strip() for line in toc.splitlines() if "file:" in line}
     files = {f"chapters/{p.stem}" for p in _chapters()}
     assert files <= listed, f"chapters missing from _toc.yml: {sorted(files - listed)}"
+    notebooks = {f"methods/{p.stem}" for p in (ROOT / "nbs").glob("*.ipynb")}
+    assert notebooks <= listed, f"notebooks missing from the Methods part of _toc.yml: {sorted(notebooks - listed)}"
 
 
 # --- Dependencies: compatible ranges in pyproject.toml, exact versions in constraints.txt (issue 12, item 8) ---
@@ -156,3 +158,45 @@ def test_setup_installs_the_pinned_set_and_ci_checks_coexistence():
     ci = (ROOT / ".ci" / "run").read_text()
     step = ci.index("--dry-run --ignore-installed")
     assert '".[all]" "matminer==$latest"' in ci[step:step + 200] and "DEEPKNET_SKIP_RESOLVE" in ci and step < ci.index("scripts/test.sh")
+
+
+def _sibling_imports() -> dict:
+    "{module: [(sibling, at_top_level)]} for every import of one deepknet_lit module by another (anywhere in the file)."
+    import ast
+    pkg = ROOT / "deepknet_lit"
+    mods = {p.stem for p in pkg.glob("*.py")} - {"__init__", "_modidx"}
+    out = {}
+    for m in sorted(mods):
+        tree = ast.parse((pkg / f"{m}.py").read_text())
+        top = {id(n) for n in tree.body}
+        found = []
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("deepknet_lit")):
+                mod = (node.module or "").removeprefix("deepknet_lit").lstrip(".")
+                names = [mod.split(".")[0]] if mod else [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] for a in node.names if a.name.startswith("deepknet_lit.")]
+            found += [(n, id(node) in top) for n in names if n in mods and n != m]
+        out[m] = found
+    return out
+
+
+def test_no_import_cycles_between_modules():
+    "The modules form layers: following imports (at the top or inside functions) never leads back to the start."
+    graph = {m: {s for s, _ in v} for m, v in _sibling_imports().items()}
+    state = {}
+
+    def visit(m, path):
+        if state.get(m) == "done": return
+        assert state.get(m) != "open", f"import cycle: {' -> '.join(path + [m])}"
+        state[m] = "open"
+        for s in sorted(graph[m]): visit(s, path + [m])
+        state[m] = "done"
+    for m in graph: visit(m, [])
+
+
+def test_sibling_imports_are_at_the_top():
+    "A module's dependencies are visible at its top; only the command line defers them (so `deepknet --help` is instant)."
+    inner = {m: sorted({s for s, top in v if not top}) for m, v in _sibling_imports().items() if m != "cli"}
+    assert not any(inner.values()), {m: v for m, v in inner.items() if v}

@@ -66,7 +66,7 @@ def test_train_writes_metrics_and_learns(tmp_path, npz):
     pred = np.load(tmp_path / "run" / "test_predictions.npz")
     assert len(pred["y"]) == m["test"]["n"] and pred["probs"].shape == (m["test"]["n"], 2)
     # re-evaluation from the run directory alone (what `deepknet evaluate DIR` does) reproduces the numbers
-    from deepknet_lit.evaluate import evaluate_run
+    from deepknet_lit.runs import evaluate_run
     ev = evaluate_run(tmp_path / "run", split="test", n_boot=50)
     assert ev["roc_auc"] == pytest.approx(m["test"]["roc_auc"]) and ev["split"] == "test"
     assert (tmp_path / "run" / "evaluation_test.json").exists()
