@@ -17,7 +17,7 @@ from .experiments import REPO_ROOT, TRAIN_ENV, book_profile
 __all__ = ['NBS_DIR', 'BOOK_DIR', 'methods_paths', 'prepare_method', 'module_layers', 'methods_page', 'chapter_paths',
            'execute_chapter', 'execute_method', 'show_effective_parameters', 'build_book']
 
-# %% ../nbs/18_book.ipynb #5ebf79e0
+# %% ../nbs/18_book.ipynb #ff2121a1
 NBS_DIR = REPO_ROOT / "nbs"
 
 def methods_paths(nbs_dir: Path = NBS_DIR) -> list[Path]:
@@ -49,7 +49,7 @@ def prepare_method(src: Path,  # a notebook of nbs/
     nbformat.write(nb, str(dst))
     return dst
 
-# %% ../nbs/18_book.ipynb #a9bc26d7
+# %% ../nbs/18_book.ipynb #b96ceb95
 def module_layers(package: Path = Path(deepknet_lit.__file__).parent) -> list[list[str]]:
     "The package's modules in layers: layer k imports only from layers < k (computed from the import statements)."
     mods = {p.stem for p in package.glob("*.py")} - {"__init__", "_modidx"}
@@ -166,7 +166,7 @@ def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
     for name in ("_config.yml", "_toc.yml"):
         stage.mkdir(parents=True, exist_ok=True); shutil.copy(book_dir / name, stage / name)
     for md in book_dir.glob("*.md"): shutil.copy(md, stage / md.name)
-    for folder in ("_ext", "_static"):  # the book's Sphinx extension and its static files (favicon)
+    for folder in ("_ext", "_static", "_extra"):  # the book's Sphinx extension, static files, files for the site root
         if (book_dir / folder).is_dir(): shutil.copytree(book_dir / folder, stage / folder, dirs_exist_ok=True)
     todo = chapter_paths(chapters, book_dir)
     os.environ.setdefault("TQDM_DISABLE", "1")  # chapters run in kernels that inherit this: no progress bars in the book
@@ -177,6 +177,7 @@ def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
         print(f"  {src.stem}: {time.time() - t0:.0f} s", file=sys.stderr)
     stems = [p.stem for p in methods_paths()]
     (stage / "methods.md").write_text(methods_page(stems))
+    os.environ[TRAIN_ENV] = "1"  # the notebooks' examples compute their own toy results, as under nbdev-test
     for src in (bar := tqdm(methods_paths() if methods else [], desc="methods notebooks", unit="notebook")):
         bar.set_postfix_str(src.stem)
         t0 = time.time()

@@ -93,7 +93,7 @@ class InvariantEncoder(nn.Module):
         if w is not None: feats.append(torch.stack(weighted, -1))
         return torch.cat(feats, -1).float()
 
-# %% ../nbs/19_encoders.ipynb #1eaa8043
+# %% ../nbs/19_encoders.ipynb #3afc52e4
 class PatternError(ValueError):
     "A measured pattern that cannot be read; the message names the file and the reason."
 

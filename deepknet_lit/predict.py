@@ -203,7 +203,7 @@ def predict_structures(
     formulas = {i: s.composition.reduced_formula for i, s in zip(ids, structures) if s is not None}
     return _table(model, config, ids, batch, formulas, [*errors.items(), *batch.errors], n_rotations, seed)
 
-# %% ../nbs/11_predict.ipynb #4594692e
+# %% ../nbs/11_predict.ipynb #1c147902
 def predict_powder(
     model_dir,  # a run (or pretrained model) trained with the powder encoder (`deepknet train --model powder`)
     paths,  # measured patterns: two-column text files, 2θ (degrees) and intensity (see `encoders.read_pattern`)

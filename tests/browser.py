@@ -55,11 +55,15 @@ def check_book(html: Path, word: str = "PointNet", plot_page: str = "chapters/02
                     problems["console"].append(f"{where['url']}: {m.text} ({m.location.get('url')})")
             page.on("console", console)
             page.on("pageerror", lambda e: problems["console"].append(f"{where['url']}: {e}"))
-            page.on("requestfailed", lambda r: ours(r.url) and problems["console"].append(f"{where['url']}: failed {r.url}"))
+            page.on("requestfailed", lambda r: ours(r.url) and "ERR_ABORTED" not in (r.failure or "")  # left behind by a navigation
+                    and problems["console"].append(f"{where['url']}: failed {r.url} ({r.failure})"))
             page.on("response", lambda r: r.status >= 400 and problems["console"].append(f"{where['url']}: {r.status} {r.url}"))
             for rel in pages:
                 where["url"] = rel
                 page.goto(base + rel, wait_until="networkidle")  # index.html redirects: let it land
+                page.evaluate("""() => Promise.all([...document.images].map(img => {  // lazy images load too
+                    img.loading = "eager";
+                    return img.complete ? null : new Promise(done => { img.onload = img.onerror = done; }); }))""")
                 broken = page.eval_on_selector_all("img", "els => els.filter(e => !e.complete || e.naturalWidth === 0)"
                                                           ".map(e => e.getAttribute('src'))")
                 problems["images"] += [f"{rel}: {src}" for src in broken]
@@ -70,6 +74,7 @@ def check_book(html: Path, word: str = "PointNet", plot_page: str = "chapters/02
             page.goto(urljoin(base, f"search.html?q={word}"), wait_until="load")
             try: page.wait_for_selector("#search-results ul.search li", timeout=30_000)
             except Exception: problems["search"].append(f"no search result for {word!r}")
+            page.wait_for_load_state("networkidle")  # the result snippets are fetched page by page
             where["url"] = plot_page
             page.goto(urljoin(base, plot_page), wait_until="load")
             try: page.wait_for_selector(plot_selector, timeout=30_000)
