@@ -6,7 +6,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/cli.html.md"""
 
 # %% ../nbs/13_cli.ipynb #77d12c18
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
