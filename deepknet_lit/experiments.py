@@ -152,9 +152,11 @@ def comparison_table(rows: list) -> pd.DataFrame:
     "Rows from `compare` as a readable table of formatted strings (no index, no None)."
     if not rows: return pd.DataFrame(columns=["artefact", "model", "paper", "ours", "95 % interval", "seeds", "verdict", "note"])
     df = pd.DataFrame(rows)
-    what = [" · ".join(str(x) for x in (r.task, f"n = {r.n}" if r.n else None, r.perturbation) if x)
-            for r in df.itertuples()]
-    return pd.DataFrame({"artefact": df.artefact, "what": what, "model": df.model, "metric": df.metric,
+    def what(r):  # from the row dicts: a DataFrame would turn n into a float and a missing n into NaN
+        n, p = r.get("n"), r.get("perturbation")
+        n = f"n = {int(n)}" if isinstance(n, (int, float)) and math.isfinite(n) and n else None
+        return " · ".join(str(x) for x in (r.get("task"), n, p if isinstance(p, str) else None) if x)
+    return pd.DataFrame({"artefact": df.artefact, "what": [what(r) for r in rows], "model": df.model, "metric": df.metric,
                          "paper": [_fmt(v) for v in df.paper], "ours": [_fmt(v) for v in df.ours],
                          "95 % interval": [f"{_fmt(a)} – {_fmt(b)}" if math.isfinite(a) else "–" for a, b in zip(df.low, df.high)],
                          "seeds": df.seeds.astype(int), "verdict": df.verdict, "note": df.note.fillna("")})
