@@ -411,7 +411,10 @@ def _download(ds: Dataset, f: RemoteFile, dest: Path) -> Path:
     return min(hits, key=lambda p: len(p.as_posix()))
 
 
-def fetch(name: str, files: Iterable[str] | None = None, verify: bool = True) -> dict[str, Path]:
+def fetch(name: str,  # a registry dataset (see `list_datasets`)
+          files: Iterable[str] | None = None,  # only these of its files (default: all)
+          verify: bool = True,  # check each file's sha256 against the registry
+         ) -> dict[str, Path]:
     "Local paths of the files of dataset `name`: mirror first (sha256-checked), else downloaded with pooch."
     ds = get_dataset(name)
     wanted = [ds.file(f) for f in files] if files is not None else list(ds.files)
@@ -436,7 +439,10 @@ class Record(NamedTuple):
 MIN_SITE_DISTANCE = 0.5  # Å; closer atoms are a broken structure (shortest real bond, H2, is 0.74 Å)
 
 
-def check_structure(structure: Structure, material_id: str = "?", check_distances: bool = True) -> Structure:
+def check_structure(structure: Structure,  # the structure to check
+                    material_id: str = "?",  # its id, for the message
+                    check_distances: bool = True,  # refuse atoms closer than MIN_SITE_DISTANCE (O(n²); off for trusted files)
+                   ) -> Structure:
     "Return `structure` if it is usable; else raise `RecordError` naming `material_id` and the reason."
     if not isinstance(structure, Structure):
         raise RecordError(f"{material_id}: not a pymatgen Structure ({type(structure).__name__})")
@@ -776,8 +782,12 @@ def _note_failure(mid, err, errors, skipped):
         skipped.append((mid, str(err)))
 
 
-def iter_records(name: str, ids: Iterable[str] | None = None, errors: str = "skip",
-                 skipped: list | None = None, progress: bool = True) -> Iterator[Record]:
+def iter_records(name: str,  # a registry or user dataset
+                 ids: Iterable[str] | None = None,  # only these material ids (default: all)
+                 errors: str = "skip",  # "skip" a bad record (noted in `skipped`) or "raise"
+                 skipped: list | None = None,  # collects (material_id, reason) of skipped records
+                 progress: bool = True,  # a bar over the records
+                ) -> Iterator[Record]:
     "Yield `Record(material_id, structure, labels)` for dataset `name` (optionally only `ids`)."
     if errors not in ("skip", "raise"):
         raise ValueError(f"errors must be 'skip' or 'raise', not {errors!r}")
@@ -794,7 +804,10 @@ def iter_records(name: str, ids: Iterable[str] | None = None, errors: str = "ski
         yield Record(mid, s, {c: lab.at[mid, c] for c in label_cols})
 
 
-def load_records(name: str, ids: Iterable[str] | None = None, progress: bool = True) -> "RecordSet":
+def load_records(name: str,  # a registry or user dataset
+                 ids: Iterable[str] | None = None,  # only these material ids (default: all)
+                 progress: bool = True,  # a bar over the records
+                ) -> "RecordSet":
     "All records of dataset `name` as a `RecordSet` (records + skipped ids with reasons)."
     skipped: list = []
     recs = list(iter_records(name, ids, skipped=skipped, progress=progress))
@@ -1089,7 +1102,10 @@ def fetch_mp(fields: Iterable[str] = MP_FIELDS, chunk_size: int = 1000, client: 
     return d
 
 
-def mp_records(cache_dir: Path | str | None = None, errors: str = "skip", skipped: list | None = None) -> Iterator[Record]:
+def mp_records(cache_dir: Path | str | None = None,  # a `fetch_mp` cache (default `$DEEPKNET_CACHE/mp_live`)
+               errors: str = "skip",  # "skip" a bad record (noted in `skipped`) or "raise"
+               skipped: list | None = None,  # collects (material_id, reason) of skipped records
+              ) -> Iterator[Record]:
     "Records from a `fetch_mp` cache: one per material id (duplicates across shards dropped)."
     d = mp_cache_dir(cache_dir)
     seen: set[str] = set()

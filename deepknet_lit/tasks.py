@@ -161,7 +161,10 @@ def merge_by_priority(frames: dict[str, pd.DataFrame], columns: list[str]) -> pd
     return both.drop_duplicates("material_id", keep="first").drop(columns="_rank").reset_index(drop=True)
 
 
-def label_disagreements(frames: dict[str, pd.DataFrame], column: str, threshold: float) -> dict:
+def label_disagreements(frames: dict[str, pd.DataFrame],  # {source: table with material_id and `column`}
+                        column: str,  # the label value, e.g. "K_VRH"
+                        threshold: float,  # the class boundary applied to `column`
+                       ) -> dict:
     "Among ids in 2+ frames, how many get a different label (`column > threshold`) from different sources."
     long = pd.concat([f[["material_id", column]].assign(source=n) for n, f in frames.items()], ignore_index=True)
     long = long[np.isfinite(pd.to_numeric(long[column], errors="coerce"))]
@@ -280,7 +283,10 @@ def symmetry_table(dataset: str,  # dataset name (see `sources.list_datasets`)
     return have.set_index("material_id").reindex(list(dict.fromkeys(ids))).dropna().reset_index()
 
 
-def task_symmetry(task: TaskData, idx=None, progress: bool = True) -> pd.DataFrame:
+def task_symmetry(task: TaskData,  # the task whose structures are analysed
+                  idx=None,  # positions in `task` (default: all)
+                  progress: bool = True,  # a bar over the structures
+                 ) -> pd.DataFrame:
     "Symmetry of items `idx` of `task` (default all), one row per item in that order (NaN if it failed)."
     idx = np.arange(len(task)) if idx is None else np.asarray(idx, dtype=int)
     ids = [task.ids[i] for i in idx]
@@ -363,7 +369,10 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 ]}
 
 
-def load_task(name: str, source: str | None = None, **thresholds) -> TaskData:
+def load_task(name: str,  # a task of `TASKS`: metallicity, bulk_modulus, shear_modulus, stability, crystal_system, ...
+              source: str | None = None,  # the dataset to read instead of the task's default (registry, user or "mp")
+              **thresholds,  # the task's thresholds and options, e.g. gap_ev=0.0, k_gpa=85.0, limit=1500
+             ) -> TaskData:
     "Build task `name` (see `TASKS`); `source` overrides the dataset, keyword arguments override thresholds."
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {list(TASKS)}")
@@ -384,7 +393,10 @@ def load_task(name: str, source: str | None = None, **thresholds) -> TaskData:
     return task
 
 
-def stratified_subset(y: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+def stratified_subset(y: np.ndarray,  # class labels
+                      limit: int,  # subset size
+                      seed: int = 0,  # which subset
+                     ) -> np.ndarray:
     "Sorted indices of a deterministic class-stratified subset of size `limit` (largest remainder per class)."
     y = np.asarray(y)
     if limit >= len(y):
@@ -417,8 +429,12 @@ def _group_split(groups: np.ndarray, seed: int, fractions: tuple[float, float, f
     return [np.flatnonzero(part == k) for k in range(3)]
 
 
-def make_splits(task_data: TaskData, kind: str = "random", seed: int = 0,
-                fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), progress: bool = True) -> Splits:
+def make_splits(task_data: TaskData,  # the task to split
+                kind: str = "random",  # "random" (class-stratified), "paper", "formula" or "prototype"
+                seed: int = 0,  # the split's seed (for "paper": which of the published splits, 0-4)
+                fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),  # train, valid, test
+                progress: bool = True,  # bars (the prototype split computes symmetry)
+               ) -> Splits:
     "Train/valid/test index arrays for `task_data` (see the list above for `kind`)."
     t, n = task_data, len(task_data)
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
@@ -505,8 +521,10 @@ def format_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def class_balance_table(names: list[str] | None = None, crystal_limit: int | None = 2000,
-                        progress: bool = True) -> pd.DataFrame:
+def class_balance_table(names: list[str] | None = None,  # tasks (default: all)
+                        crystal_limit: int | None = 2000,  # structures analysed for the crystal tasks (None: all)
+                        progress: bool = True,  # bars
+                       ) -> pd.DataFrame:
     "One row per (task, class): counts and fractions; crystal tasks on `crystal_limit` structures (None: all)."
     rows = []
     for name in names or list(TASKS):

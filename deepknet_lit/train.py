@@ -254,7 +254,10 @@ def load_task_data(config: TrainConfig):
         kw["limit"] = config.limit
     return tasks.load_task(config.task, **kw)
 
-def open_data(config: TrainConfig, progress: bool = True, task_data=None):
+def open_data(config: TrainConfig,  # what to train on: task, featurization, limit, store_path
+              progress: bool = True,  # bars while a store is built
+              task_data=None,  # the TaskData, when the caller has it already (default: `load_task_data(config)`)
+             ):
     "The store for `config`: its `store_path` (.npz or store directory), else build (or open the cached) store."
     if config.store_path:
         if str(config.store_path).endswith(".npz"):
@@ -265,7 +268,10 @@ def open_data(config: TrainConfig, progress: bool = True, task_data=None):
     return build_store(td, max_index=max_index, point_set=point_set, probe=config.probe, cell=config.cell,
                        limit=config.limit, seed=0, progress=progress)
 
-def stratified_split(y, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict:
+def stratified_split(y,  # class labels, one per row
+                     fractions=(0.7, 0.15, 0.15),  # train, valid, test
+                     seed: int = 0,  # the split's seed
+                    ) -> dict:
     "Seeded class-stratified split of range(len(y)) into train/valid/test index arrays."
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
@@ -278,7 +284,10 @@ def stratified_split(y, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict:
         parts["test"].append(idx[n_tr + n_va:])
     return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
 
-def split_indices(store, config: TrainConfig, task_data=None) -> dict:
+def split_indices(store,  # the store trained on (a `Store` or an in-memory `ArrayStore`)
+                  config: TrainConfig,  # its split kind, fractions and seed
+                  task_data=None,  # the TaskData of a `Store` (default: `load_task_data(config)`)
+                 ) -> dict:
     "train/valid/test row indices into `store` for `config` (see above)."
     if not hasattr(store, "split_rows"):
         return stratified_split(store.y, config.fractions, config.seed)
