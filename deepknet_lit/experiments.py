@@ -104,7 +104,10 @@ def summarize(records: list,  # result records (from `run_experiment` or a basel
     m = float(a.mean())
     return dict(ours=m, sd=se, low=m - Z95 * se, high=m + Z95 * se, seeds=len(a))
 
-def verdict(paper, low: float, high: float) -> str:
+def verdict(paper,  # the paper's number (None: it states none)
+            low: float,  # our 95 % interval's lower end (NaN: no result yet)
+            high: float,  # its upper end
+           ) -> str:
     "Where the paper's number lies relative to our interval."
     if paper is None or not math.isfinite(low): return "no paper number" if paper is None else "no result yet"
     return "paper inside our interval" if low <= paper <= high else ("paper above" if paper > high else "paper below")
@@ -131,7 +134,9 @@ def compare(artefact: str,  # the paper's figure or table, e.g. "Fig. 4a"
             records: list,  # one result record per seed (None for a missing one)
             paper=None,  # the paper's number, or None when it states none
             metric: str = "roc_auc",  # the metric compared
-            task: str | None = None, n: int | None = None, perturbation: str | None = None,  # what was run
+            task: str | None = None,  # the task
+            n: int | None = None,  # its number of diffraction points
+            perturbation: str | None = None,  # its input perturbation
             model: str = "pointnet",  # pointnet, xgboost, rf, majority or density
             note: str | None = None,  # default: `data_note(task)` when the verdict is not "inside"
            ) -> dict:
@@ -213,8 +218,14 @@ def select_points(store: Store,  # a store featurized on a point set that contai
                                meta={**store.meta, "point_set": point_set, "max_index": max_index, "n_points": len(rows)})
 
 # %% ../nbs/12_experiments.ipynb #50b40f53
-def experiment_config(task: str, n: int = 343, probe: str = "xray", perturbation: str = "phi1", seed: int = 0,
-                      profile: str = "quick", **overrides):
+def experiment_config(task: str,  # task name
+                      n: int = 343,  # number of diffraction points (3, 4, 27, 125, 343)
+                      probe: str = "xray",  # "xray" or "neutron"
+                      perturbation: str = "phi1",  # phi1, phi2, phi2_raw, phi3, phi4 (= neutron), no_intensity
+                      seed: int = 0,  # split, initialisation and augmentation seed
+                      profile: str = "quick",  # the training profile and the book's task options
+                      **overrides,  # other TrainConfig fields (None values are ignored)
+                     ):
     "The TrainConfig of one experiment."
     if perturbation == "phi4": probe, perturbation = "neutron", "phi1"
     bp = book_profile(profile)
@@ -263,7 +274,10 @@ def task_split_hash(config, task) -> str:
     sp = make_splits(task, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
     return split_hash(task.ids[i] for i in sp["test"])
 
-def experiment_key(config, exclude: list, task) -> str:
+def experiment_key(config,  # the experiment's TrainConfig
+                   exclude: list,  # material ids held out
+                   task,  # the TaskData it reads (its fingerprint names the data)
+                  ) -> str:
     "The cache key of an experiment: configuration, held-out ids, data fingerprint, featurizer and training versions."
     return config_key({"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
                        "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
@@ -419,7 +433,10 @@ PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/expor
     "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional", seed=0),  # Sec. III A
 }
 
-def run_job(job: dict, profile: str = "full", progress: bool = False) -> dict | None:
+def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and its arguments
+            profile: str = "full",  # the profile it belongs to
+            progress: bool = False,  # progress bars
+           ) -> dict | None:
     "Run (or load) one job of `plan`."
     kw = {k: v for k, v in job.items() if k != "kind"}
     if job["kind"] == "baseline": return run_baseline(profile=profile, progress=progress, **kw)

@@ -28,7 +28,10 @@ def miller_order(point_set="cube",  # "cube", "axes" or "axes+origin"
     hkl = miller_indices(point_set, max_index)
     return hkl[np.lexsort(hkl[:, ::-1].T)]
 
-def feature_names(point_set="cube", max_index=3, mode="barcode"):
+def feature_names(point_set="cube",  # "cube", "axes" or "axes+origin"
+                  max_index=3,  # Miller-index bound
+                  mode="barcode",  # "barcode" (Ĩ per reflection) or "cloud" (x, y, z, Ĩ per reflection)
+                 ):
     "Column names: `I(h,k,l)` per reflection, and for `mode='cloud'` also `x(h,k,l)`, `y(h,k,l)`, `z(h,k,l)`."
     if mode not in MODES: raise ValueError(f"unknown mode {mode!r}: use 'barcode' or 'cloud'")
     idx = [f"({h},{k},{l})" for h, k, l in miller_order(point_set, max_index)]
@@ -42,7 +45,11 @@ def _unique_ids(names):  # display names, one per structure -> unique ids for th
 
 def featurize_structures(structures,  # list of pymatgen Structures (or pymatgen dicts)
                          names=None,  # one name per structure, used in error messages (default: positions)
-                         point_set="cube", max_index=3, probe="xray", cell="primitive", mode="barcode",
+                         point_set="cube",  # "cube", "axes" or "axes+origin"
+                         max_index=3,  # Miller-index bound
+                         probe="xray",  # "xray" or "neutron"
+                         cell="primitive",  # "primitive", "conventional" or "as_given"
+                         mode="barcode",  # "barcode" or "cloud" (see `feature_names`)
                          progress=False):  # tqdm bars of the simulator
     "(N, n) or (N, 4n) float64 features (NaN rows for failures) and [(name, reason)] of the structures that failed."
     structures = [as_structure(s) for s in structures]

@@ -61,7 +61,11 @@ PAPER_GRID = dict(  # the paper's experiments: tasks, point counts (Fig. 4a), pe
 TRIGONAL_SETTINGS = {  # Sec. III A: trigonal vs hexagonal from 3 points without and with intensity, then 27 points
     "n3_no_intensity": dict(n=3, perturbation="no_intensity"), "n3": dict(n=3), "n27": dict(n=27)}
 
-def paper_figures(task: str, n: int = 343, perturbation: str = "phi1", **_) -> dict:
+def paper_figures(task: str,  # task name
+                  n: int = 343,  # number of diffraction points
+                  perturbation: str = "phi1",  # input perturbation
+                  **_,  # anything else of a job (seed, cell, ...): the paper's figure does not depend on it
+                 ) -> dict:
     "The paper's figures for one setting of a task: its test ROC-AUC, or for crystal systems its accuracy."
     if task == "crystal_system": return {"accuracy": PAPER["crystal_system"]["accuracy"]}
     auc = PAPER["auc"].get((task, n, perturbation))

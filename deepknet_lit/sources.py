@@ -824,7 +824,10 @@ def _label_value(v: Any, mid: str, col: str) -> float:
     return x
 
 # %% ../nbs/03_sources.ipynb #cc877e6e
-def read_cgcnn_folder(path: Path | str, label_names: list[str] | None = None, progress: bool = True) -> RecordSet:
+def read_cgcnn_folder(path: Path | str,  # a folder with id_prop.csv and one <id>.cif per row
+                      label_names: list[str] | None = None,  # names of id_prop.csv's label columns (default label_0, ...)
+                      progress: bool = True,  # a bar over the rows
+                     ) -> RecordSet:
     "Read a CGCNN-style folder: `id_prop.csv` (id, label columns; no header) and one `<id>.cif` per row."
     path = Path(path)
     prop = path / "id_prop.csv"
@@ -912,8 +915,12 @@ def _structure_from_obj(obj: Any, mid: str) -> Structure:
     return check_structure(s, mid)
 
 
-def read_structures_json(path: Path | str, id_key: str = "material_id", structure_key: str = "structure",
-                         label_keys: list[str] | None = None, progress: bool = True) -> RecordSet:
+def read_structures_json(path: Path | str,  # a .json or .json.gz list of records
+                         id_key: str = "material_id",  # the key holding each record's id
+                         structure_key: str = "structure",  # the key holding its pymatgen structure dict
+                         label_keys: list[str] | None = None,  # the labels to keep (default: every other key)
+                         progress: bool = True,  # a bar over the records
+                        ) -> RecordSet:
     "Read a JSON or JSON.gz list of dicts, each with an id, a pymatgen structure dict and label keys."
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -928,8 +935,12 @@ def read_structures_json(path: Path | str, id_key: str = "material_id", structur
     return _records_from_rows(rows, id_key, label_keys, _structure_from_obj, structure_key, str(path), progress)
 
 
-def read_table(path: Path | str, structure_column: str = "structure", label_columns: list[str] | None = None,
-               id_column: str = "material_id", progress: bool = True) -> RecordSet:
+def read_table(path: Path | str,  # a .csv or .parquet table
+               structure_column: str = "structure",  # CIF text or pymatgen structure dicts
+               label_columns: list[str] | None = None,  # the labels to keep (default: every other column)
+               id_column: str = "material_id",  # each row's id
+               progress: bool = True,  # a bar over the rows
+              ) -> RecordSet:
     "Read a CSV or parquet table with a CIF-string or structure-dict column and label columns."
     path = Path(path)
     try:
@@ -948,7 +959,12 @@ _READERS = {"cgcnn": read_cgcnn_folder, "json": read_structures_json, "table": r
 
 
 
-def import_dataset(path: Path | str, fmt: str, name: str, overwrite: bool = False, **reader_kwargs) -> RecordSet:
+def import_dataset(path: Path | str,  # the file or folder to read
+                   fmt: str,  # its reader: "cgcnn", "json", "table" or "mp" (a `fetch_mp` cache)
+                   name: str,  # the user dataset's name (letters, digits, '_', '-', '.')
+                   overwrite: bool = False,  # replace an existing user dataset of that name
+                   **reader_kwargs,  # passed to the reader, e.g. label_keys=["band_gap"]
+                  ) -> RecordSet:
     "Read `path` with reader `fmt` ('cgcnn', 'json' or 'table') and register it as user dataset `name`."
     if fmt not in _READERS:
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(_READERS)}")
@@ -1063,9 +1079,15 @@ def mp_cache_dir(cache_dir: Path | str | None = None) -> Path:
     return d
 
 # %% ../nbs/03_sources.ipynb #3d550dcd
-def fetch_mp(fields: Iterable[str] = MP_FIELDS, chunk_size: int = 1000, client: Any = None,
-             cache_dir: Path | str | None = None, api_key: str | None = None, material_ids: list[str] | None = None,
-             progress: bool = True, **criteria) -> Path:
+def fetch_mp(fields: Iterable[str] = MP_FIELDS,  # summary fields to download (material_id is always added)
+             chunk_size: int = 1000,  # materials per request, and per cached chunk
+             client: Any = None,  # an MPRester-like client (default: one opened with `api_key`)
+             cache_dir: Path | str | None = None,  # where the chunks go (default `$DEEPKNET_CACHE/mp_live`)
+             api_key: str | None = None,  # default $MP_API_KEY
+             material_ids: list[str] | None = None,  # only these materials (default: every one the criteria match)
+             progress: bool = True,  # a bar over the chunks
+             **criteria,  # MP summary search criteria, e.g. is_stable=True
+            ) -> Path:
     "Download MP summary documents chunk by chunk into `cache_dir` (resumable); returns the cache folder."
     fields = list(fields)
     if "material_id" not in fields:
