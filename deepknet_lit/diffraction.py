@@ -383,7 +383,7 @@ def plot_point_cloud(cloud,  # PointCloud
                      ax=None,  # a matplotlib 3D axis (created if None)
                      sphere=True,  # draw the limiting sphere |g| = 2/λ
                      cmap="viridis",  # colour map for Ĩ
-                     title=None):
+                     title=None):  # the axis title (default: the formula, probe and cell)
     "3D scatter of a point cloud, coloured and sized by the normalised intensity."
     import matplotlib.pyplot as plt
     if ax is None: ax = plt.figure(figsize=(5, 5)).add_subplot(projection="3d")

@@ -90,7 +90,8 @@ def evaluate_probs(
 
 # %% ../nbs/08_evaluate.ipynb #1ad15ff0
 def bootstrap_ci(
-    y_true, probs,              # as for evaluate_probs
+    y_true,                     # (N,) true class indices, as for evaluate_probs
+    probs,                      # (N, k) predicted probabilities, as for evaluate_probs
     metric: str = "roc_auc",    # a scalar key of evaluate_probs' result
     n_boot: int = 1000,         # bootstrap resamples
     level: float = 0.95,        # confidence level

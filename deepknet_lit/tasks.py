@@ -481,8 +481,13 @@ def split_hash(test_ids) -> str:
     return hashlib.sha256("\n".join(sorted(str(i) for i in test_ids)).encode()).hexdigest()
 
 # %% ../nbs/04_tasks.ipynb #3e123526
-def task_stats(name: str, with_crystal_systems: bool = False, crystal_system_limit: int | None = None,
-               task: TaskData | None = None, progress: bool = True, **options) -> dict:
+def task_stats(name: str,  # task name
+               with_crystal_systems: bool = False,  # also count crystal systems per class (runs the symmetry search)
+               crystal_system_limit: int | None = None,  # analyse at most this many structures (None: all)
+               task: TaskData | None = None,  # the task, when already loaded (default: `load_task(name, **options)`)
+               progress: bool = True,  # bars
+               **options,  # passed to `load_task`
+              ) -> dict:
     "Counts, class balance and (optionally) crystal systems per class of task `name`."
     t = task if task is not None else load_task(name, **options)
     bal = t.class_balance()
