@@ -14,8 +14,9 @@ import deepknet_lit
 from .experiments import REPO_ROOT, TRAIN_ENV, book_profile
 
 # %% auto #0
-__all__ = ['NBS_DIR', 'BOOK_DIR', 'methods_paths', 'prepare_method', 'module_layers', 'methods_page', 'chapter_paths',
-           'execute_chapter', 'execute_method', 'show_effective_parameters', 'build_book']
+__all__ = ['NBS_DIR', 'PACKAGE_DIR', 'BOOK_DIR', 'methods_paths', 'prepare_method', 'module_imports', 'module_layers',
+           'methods_page', 'chapter_paths', 'execute_chapter', 'execute_method', 'show_effective_parameters',
+           'build_book']
 
 # %% ../nbs/18_book.ipynb #ff2121a1
 NBS_DIR = REPO_ROOT / "nbs"
@@ -50,20 +51,30 @@ def prepare_method(src: Path,  # a notebook of nbs/
     return dst
 
 # %% ../nbs/18_book.ipynb #b96ceb95
-def module_layers(package: Path = Path(deepknet_lit.__file__).parent) -> list[list[str]]:
-    "The package's modules in layers: layer k imports only from layers < k (computed from the import statements)."
+PACKAGE_DIR = Path(deepknet_lit.__file__).parent
+
+def module_imports(package: Path = PACKAGE_DIR) -> dict:
+    "{module: [(sibling module, imported at the top level?)]} for every import of one module of the package by another."
     mods = {p.stem for p in package.glob("*.py")} - {"__init__", "_modidx"}
-    deps = {}
-    for m in mods:
-        found = set()
-        for node in ast.walk(ast.parse((package / f"{m}.py").read_text())):
+    out = {}
+    for m in sorted(mods):
+        tree = ast.parse((package / f"{m}.py").read_text())
+        top, found = {id(n) for n in tree.body}, []
+        for node in ast.walk(tree):
+            names = []
             if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("deepknet_lit")):
                 mod = (node.module or "").removeprefix("deepknet_lit").lstrip(".")
-                found |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
+                names = [mod.split(".")[0]] if mod else [a.name for a in node.names]
             elif isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("deepknet_lit.")}
-        deps[m] = (found & mods) - {m}
-    depth = {}
+                names = [a.name.split(".")[1] for a in node.names if a.name.startswith("deepknet_lit.")]
+            found += [(s, id(node) in top) for s in names if s in mods and s != m]
+        out[m] = found
+    return out
+
+def module_layers(package: Path = PACKAGE_DIR) -> list[list[str]]:
+    "The package's modules in layers: layer k imports only from layers < k (a ValueError names an import cycle)."
+    deps = {m: {s for s, _ in v} for m, v in module_imports(package).items()}
+    mods, depth = set(deps), {}
     def level(m, seen=()):
         if m in seen: raise ValueError(f"import cycle through {m}")
         if m not in depth: depth[m] = 1 + max((level(d, seen + (m,)) for d in deps[m]), default=-1)

@@ -69,7 +69,7 @@ class InvariantEncoder(nn.Module):
     def __init__(self,
                  in_dim: int = 4,  # 4 = [x, y, z, Ĩ]; 3 = no intensity (no Ĩ and no weighted distribution)
                  n_radial: int = 16,  # Gaussian bins of the pair distances
-                 r_max: float = 4.0,  # Å⁻¹, centre of the last bin (the 343-point clouds of MP cells span up to ~6)
+                 r_max: float = 4.0,  # Å⁻¹, centre of the last bin (longer distances reach only its Gaussian tail)
                 ):
         super().__init__()
         self.in_dim, self.n_radial, self.width = in_dim, n_radial, r_max / (n_radial - 1)

@@ -3,7 +3,6 @@ import json, math, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from pymatgen.analysis.diffraction.xrd import XRDCalculator

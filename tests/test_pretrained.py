@@ -183,7 +183,11 @@ def test_the_built_wheel_ships_the_models_and_predicts_from_anywhere(tmp_path):
     "Build the wheel, install it alone (no repository, no data mirror), predict copper from another folder."
     root = Path(__file__).resolve().parents[1]
     py = sys.executable
-    subprocess.run([py, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(root), "-w", str(tmp_path)],
+    import shutil  # build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds
+    src = tmp_path / "src"
+    shutil.copytree(root / "deepknet_lit", src / "deepknet_lit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"): shutil.copy(root / name, src / name)
+    subprocess.run([py, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src), "-w", str(tmp_path)],
                    check=True, capture_output=True)
     wheel = next(tmp_path.glob("deepknet_lit-*.whl"))
     import zipfile

@@ -160,43 +160,25 @@ def test_setup_installs_the_pinned_set_and_ci_checks_coexistence():
     assert '".[all]" "matminer==$latest"' in ci[step:step + 200] and "DEEPKNET_SKIP_RESOLVE" in ci and step < ci.index("scripts/test.sh")
 
 
-def _sibling_imports() -> dict:
-    "{module: [(sibling, at_top_level)]} for every import of one deepknet_lit module by another (anywhere in the file)."
-    import ast
-    pkg = ROOT / "deepknet_lit"
-    mods = {p.stem for p in pkg.glob("*.py")} - {"__init__", "_modidx"}
-    out = {}
-    for m in sorted(mods):
-        tree = ast.parse((pkg / f"{m}.py").read_text())
-        top = {id(n) for n in tree.body}
-        found = []
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("deepknet_lit")):
-                mod = (node.module or "").removeprefix("deepknet_lit").lstrip(".")
-                names = [mod.split(".")[0]] if mod else [a.name for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name.split(".")[1] for a in node.names if a.name.startswith("deepknet_lit.")]
-            found += [(n, id(node) in top) for n in names if n in mods and n != m]
-        out[m] = found
-    return out
-
-
 def test_no_import_cycles_between_modules():
     "The modules form layers: following imports (at the top or inside functions) never leads back to the start."
-    graph = {m: {s for s, _ in v} for m, v in _sibling_imports().items()}
-    state = {}
-
-    def visit(m, path):
-        if state.get(m) == "done": return
-        assert state.get(m) != "open", f"import cycle: {' -> '.join(path + [m])}"
-        state[m] = "open"
-        for s in sorted(graph[m]): visit(s, path + [m])
-        state[m] = "done"
-    for m in graph: visit(m, [])
+    from deepknet_lit.book import module_imports, module_layers
+    layers = module_layers()  # raises ValueError naming a module on a cycle
+    where = {m: k for k, layer in enumerate(layers) for m in layer}
+    for m, imports in module_imports().items():
+        assert all(where[s] < where[m] for s, _ in imports), (m, imports)
 
 
 def test_sibling_imports_are_at_the_top():
     "A module's dependencies are visible at its top; only the command line defers them (so `deepknet --help` is instant)."
-    inner = {m: sorted({s for s, top in v if not top}) for m, v in _sibling_imports().items() if m != "cli"}
+    from deepknet_lit.book import module_imports
+    inner = {m: sorted({s for s, top in v if not top}) for m, v in module_imports().items() if m != "cli"}
     assert not any(inner.values()), {m: v for m, v in inner.items() if v}
+
+
+def test_a_cycle_would_be_found(tmp_path):
+    "The layering check can fail: two modules importing each other are refused."
+    from deepknet_lit.book import module_layers
+    (tmp_path / "a.py").write_text("from .b import x\n"); (tmp_path / "b.py").write_text("def f():\n    from .a import y\n")
+    with pytest.raises(ValueError, match="import cycle"):
+        module_layers(tmp_path)
