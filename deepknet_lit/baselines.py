@@ -19,11 +19,12 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from tqdm.auto import tqdm
 
 from .diffraction import barcode
-from .evaluate import bootstrap_ci, evaluate_probs
+from .evaluate import bootstrap_ci, bootstrap_values_ci, evaluate_probs, evaluate_values
 from .train import TrainConfig, open_data, split_indices
 
 # %% auto #0
-__all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'barcodes', 'param_grid', 'make_estimator', 'fit_baseline', 'run_baseline']
+__all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'barcodes', 'param_grid', 'make_estimator', 'fit_baseline', 'fit_regressor',
+           'run_baseline']
 
 # %% ../nbs/09_baselines.ipynb #214549e7
 def barcodes(
@@ -89,8 +90,21 @@ def make_estimator(
     n_features: int,  # bar code length n
     seed: int = 0,  # random state of the ensemble
     n_jobs: int = 1,  # threads for fitting
+    regression: bool = False,  # a regressor (squared error; Table IV's criterion does not apply) instead of a classifier
 ):
-    "An unfitted classifier for one Table IV setting."
+    "An unfitted classifier (or regressor) for one Table IV setting."
+    if regression:
+        if kind not in KINDS: raise ValueError(f"unknown baseline kind {kind!r}; use one of {KINDS}")
+        depth = params["max_depth"]
+        if kind == "rf":
+            from sklearn.ensemble import RandomForestRegressor
+            return RandomForestRegressor(n_estimators=params["n_estimators"], max_depth=depth,
+                                         max_features=params["max_features"] or 1.0, random_state=seed, n_jobs=n_jobs)
+        import xgboost as xgb
+        return xgb.XGBRegressor(n_estimators=params["n_estimators"], max_depth=0 if depth is None else depth,
+                                grow_policy="lossguide" if depth is None else "depthwise",
+                                colsample_bynode=_colsample(params["max_features"], n_features),
+                                tree_method="hist", random_state=seed, n_jobs=n_jobs, verbosity=0)
     if kind == "rf":
         return RandomForestClassifier(n_estimators=params["n_estimators"], criterion=params["criterion"],
                                       max_depth=params["max_depth"], max_features=params["max_features"],
@@ -178,6 +192,40 @@ def fit_baseline(
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(result, out)
     return result
+
+# %% ../nbs/09_baselines.ipynb #2113212d
+def fit_regressor(
+    store,  # a featurized `Store` (features, hkl, ids)
+    split: dict,  # {"train": idx, "valid": idx, "test": idx}; rows whose value is not finite are dropped
+    values: np.ndarray,  # (N,) the target of every store row (NaN: undefined)
+    kind: str = "xgb",  # "rf" or "xgb"
+    grid: str | dict = "paper",  # "paper" (Table IV), "small", or a dict of lists
+    seed: int = 0,  # random state of every candidate
+    n_jobs: int = 1,  # threads per fit
+    progress: bool = True,  # tqdm bar over the grid
+    n_boot: int = 500,  # bootstrap resamples for the test MAE interval (0: none)
+    unit: str | None = None,  # unit of the values, for the report
+) -> dict:  # best params, validation scores of every candidate, test metrics of the selected model
+    "Fit a tree-ensemble regressor on bar codes, select on validation MAE, report test metrics."
+    t = np.asarray(values, dtype=float)
+    tr, va, te = (np.asarray(split[p], dtype=int) for p in ("train", "valid", "test"))
+    tr, va, te = (r[np.isfinite(t[r])] for r in (tr, va, te))
+    if min(len(tr), len(va), len(te)) == 0: raise ValueError("a split has no material with a finite target")
+    X = barcodes(store.features, getattr(store, "hkl", None), getattr(store, "ids", None))
+    grid_list = [dict(g, criterion=None) for g in param_grid(kind, grid)]
+    grid_list = [dict(s) for s in dict.fromkeys(tuple(sorted(g.items(), key=str)) for g in grid_list)]  # no criterion: drop repeats
+    t0, candidates, best = time.perf_counter(), [], None
+    for params in tqdm(grid_list, desc=f"{kind} grid", disable=not progress):
+        model = make_estimator(kind, params, X.shape[1], seed, n_jobs, regression=True).fit(X[tr], t[tr])
+        s = evaluate_values(t[va], model.predict(X[va]), unit=unit)
+        candidates.append(dict(params=params, valid=s))
+        if best is None or s["mae"] < best[2]["mae"]: best = (model, params, s)
+    pred = best[0].predict(X[te])
+    test = evaluate_values(t[te], pred, train_mean=float(t[tr].mean()), unit=unit)
+    if n_boot: test["mae_ci"] = bootstrap_values_ci(t[te], pred, n_boot=n_boot, seed=seed)
+    return jsonable(dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best[1],
+                         valid=best[2], test=test, n_train=len(tr), n_valid=len(va), n_test=len(te),
+                         n_features=X.shape[1], fit_seconds=time.perf_counter() - t0, candidates=candidates))
 
 # %% ../nbs/09_baselines.ipynb #45a6cf1c
 def run_baseline(

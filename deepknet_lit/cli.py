@@ -24,11 +24,12 @@ def _featurize(a):
 # %% ../nbs/13_cli.ipynb #5be21140
 def _data_list(a):
     from .sources import list_datasets
-    from .tasks import TASKS
+    from .tasks import REGRESSION_TASKS, TASKS
     import pandas as pd
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(list_datasets().to_string(index=False))
         print("\ntasks:", ", ".join(TASKS))
+        print("regression targets:", ", ".join(f"{k} ({v.unit}, from {v.base})" for k, v in REGRESSION_TASKS.items()))
     return 0
 
 def _data_fetch(a):
@@ -90,7 +91,8 @@ def _train(a):
     config = make_config(a.profile, a.config, task=a.task, **overrides)
     metrics = train(config, a.out, resume=not a.restart)
     test = metrics.get("test", {})
-    print(json.dumps({k: test[k] for k in ("roc_auc", "accuracy", "balanced_accuracy", "f1") if k in test}, indent=1))
+    shown = ("roc_auc", "accuracy", "balanced_accuracy", "f1", "mae", "rmse", "r2", "dummy_mae", "unit")
+    print(json.dumps({k: test[k] for k in shown if k in test}, indent=1))
     print(f"checkpoint and metrics in {a.out}")
     return 0
 
@@ -222,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     dz.set_defaults(func=_data_featurize)
 
     t = sub.add_parser("train", help="train a PointNet on a task")
-    t.add_argument("--task", required=True); t.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
+    t.add_argument("--task", required=True, help="a classification task (metallicity, bulk_modulus, ...) or a regression "
+                   "target (band_gap, log_kvrh, log_gvrh, e_above_hull); `deepknet data list` shows them all")
+    t.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
     t.add_argument("--out", required=True, help="run directory (checkpoints, metrics.json)")
     t.add_argument("--config", default=None, help="JSON/YAML config file; flags override it")
     t.add_argument("--n", type=int, choices=[3, 4, 27, 125, 343], default=None, help="number of diffraction points")

@@ -73,25 +73,25 @@ class InvariantEncoder(nn.Module):
                 ):
         super().__init__()
         self.in_dim, self.n_radial, self.width = in_dim, n_radial, r_max / (n_radial - 1)
-        self.register_buffer("centres", torch.linspace(0.0, r_max, n_radial, dtype=torch.float64), persistent=False)
         self.out_dim = 2 + 2 * n_radial if in_dim == 4 else 1 + n_radial
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, in_dim) → (B, n, out_dim)
         g = x[..., :3].double()
         n = g.shape[1]
-        d = torch.cdist(g, g, compute_mode="donot_use_mm_for_euclid_dist")  # (B, n, n) in float64: rotation-exact
-        feats = [g.norm(dim=-1, keepdim=True)]
+        # distances in float64 (rotation-exact), then in units of the bin width as float32: bin k is centred on u = k
+        u = (torch.cdist(g, g, compute_mode="donot_use_mm_for_euclid_dist") / self.width).float()  # (B, n, n)
+        w = denormalise_t(x[..., 3]).float() if self.in_dim == 4 else None
         counts, weighted = [], []
-        w = denormalise_t(x[..., 3]).double() if self.in_dim == 4 else None
-        for c in self.centres:  # one bin at a time: (B, n, n) memory, not (B, n, n, K)
-            rbf = torch.exp(-0.5 * ((d - c) / self.width) ** 2)
+        for k in range(self.n_radial):  # one bin at a time: (B, n, n) memory, not (B, n, n, K)
+            rbf = torch.exp(-0.5 * (u - k) ** 2)
             counts.append(rbf.sum(-1) / n)
-            if w is not None: weighted.append(torch.log1p(torch.einsum("bij,bj->bi", rbf, w)))
-        if w is not None: feats.append(x[..., 3:4].double())
+            if w is not None: weighted.append(torch.log1p(torch.bmm(rbf, w[..., None])[..., 0]))
+        feats = [g.norm(dim=-1, keepdim=True).float()]
+        if w is not None: feats.append(x[..., 3:4].float())
         feats.append(torch.stack(counts, -1))
         if w is not None: feats.append(torch.stack(weighted, -1))
-        return torch.cat(feats, -1).float()
+        return torch.cat(feats, -1)
 
 # %% ../nbs/19_encoders.ipynb #3afc52e4
 class PatternError(ValueError):

@@ -17,8 +17,9 @@ import torch
 from .augment import augment, resolve_rotation
 
 # %% auto #0
-__all__ = ['SUMMARY_KEYS', 'evaluate_probs', 'bootstrap_ci', 'predict_probs', 'summarize_seeds', 'format_summary', 'plot_roc',
-           'plot_confusion', 'jsonable', 'write_json']
+__all__ = ['REGRESSION_METRICS', 'SUMMARY_KEYS', 'evaluate_probs', 'bootstrap_ci', 'predict_outputs', 'predict_probs',
+           'evaluate_values', 'bootstrap_values_ci', 'summarize_seeds', 'format_summary', 'plot_roc', 'plot_confusion',
+           'jsonable', 'write_json']
 
 # %% ../nbs/08_evaluate.ipynb #bbf1a166
 def _skm():
@@ -128,15 +129,16 @@ def _cfg(config, key, default=None):
     return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
 
 @torch.no_grad()
-def predict_probs(
+def predict_outputs(
     model: torch.nn.Module,     # a trained PointNet
     features,                   # (N, n, 4) float32 array or memmap (or tensor)
     config=None,                # TrainConfig or dict: rotation (default "so3"), max_angle, task, perturbation, shuffle_points, bf16
     seed: int = 0,              # seeds the evaluation transforms
     batch_size: int = 256,      # materials per forward pass
     indices=None,               # optional subset of rows of `features`
-) -> np.ndarray:                # (N or len(indices), k) probabilities
-    "Class probabilities with fixed, seeded rotations/shuffles/perturbations (model in eval mode)."
+    encoded: bool = False,      # `features` are the model encoder's fixed output (`train.fixed_encoding`): no transforms
+) -> np.ndarray:                # (N or len(indices), k) raw outputs: logits, or a regression model's standardised value
+    "The network's raw outputs with fixed, seeded rotations/shuffles/perturbations (model in eval mode)."
     config = config or {}
     mode, angle = resolve_rotation(_cfg(config, "rotation", "so3"), _cfg(config, "max_angle"), _cfg(config, "task"))
     device = next(model.parameters()).device
@@ -151,13 +153,73 @@ def predict_probs(
         xb = torch.as_tensor(np.ascontiguousarray(features[np.sort(idx)] if isinstance(features, np.ndarray) else features[idx]))
         if isinstance(features, np.ndarray):     # undo the sort used for fast memmap reads
             xb = xb[torch.as_tensor(np.argsort(np.argsort(idx)))]
-        xb = augment(xb.to(device, torch.float32), gen, mode, angle, bool(_cfg(config, "shuffle_points", True)),
-                     _cfg(config, "perturbation", "phi1"))
+        if encoded: xb = xb.to(device, torch.float32)
+        else: xb = augment(xb.to(device, torch.float32), gen, mode, angle, bool(_cfg(config, "shuffle_points", True)),
+                           _cfg(config, "perturbation", "phi1"))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(xb)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+            logits = model(xb, encoded=True) if encoded else model(xb)
+        out.append(logits.float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.hparams["n_classes"]), np.float32)
+
+def predict_probs(
+    model: torch.nn.Module,     # a trained classifier (PointNet)
+    features,                   # (N, n, 4) float32 array or memmap (or tensor)
+    config=None,                # as for `predict_outputs`
+    seed: int = 0,              # seeds the evaluation transforms
+    batch_size: int = 256,      # materials per forward pass
+    indices=None,               # optional subset of rows of `features`
+) -> np.ndarray:                # (N or len(indices), k) probabilities
+    "Class probabilities: the softmax of `predict_outputs`."
+    logits = torch.from_numpy(predict_outputs(model, features, config, seed, batch_size, indices))
+    return torch.softmax(logits, dim=1).numpy()
+
+# %% ../nbs/08_evaluate.ipynb #c77fcdd5
+REGRESSION_METRICS = ("mae", "rmse", "r2", "max_error")
+
+def _regression_metric(y: np.ndarray, pred: np.ndarray, metric: str) -> float:
+    err = pred - y
+    if metric == "mae": return float(np.abs(err).mean())
+    if metric == "rmse": return float(np.sqrt((err ** 2).mean()))
+    if metric == "max_error": return float(np.abs(err).max())
+    if metric == "r2":
+        ss = float(((y - y.mean()) ** 2).sum())
+        return float(1 - (err ** 2).sum() / ss) if ss > 0 else math.nan
+    raise ValueError(f"unknown regression metric {metric!r}; use one of {REGRESSION_METRICS}")
+
+def evaluate_values(
+    y_true,                     # (N,) true values
+    y_pred,                     # (N,) predicted values, same unit
+    train_mean: float | None = None,  # mean of the training targets: adds `dummy_mae` (predicting it for everyone)
+    unit: str | None = None,    # unit of the values, for the report
+) -> dict:
+    "Dataset-level regression metrics: mae, rmse, r2, max_error, n (and dummy_mae)."
+    y, p = np.asarray(y_true, dtype=float).ravel(), np.asarray(y_pred, dtype=float).ravel()
+    if len(y) != len(p): raise ValueError(f"y_true has {len(y)} values but y_pred has {len(p)}")
+    if len(y) == 0: raise ValueError("cannot evaluate an empty set")
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ValueError(f"values must be finite: {int((~np.isfinite(y)).sum())} true and {int((~np.isfinite(p)).sum())} predicted are not")
+    out = {m: _regression_metric(y, p, m) for m in REGRESSION_METRICS}
+    out.update(n=int(len(y)), unit=unit)
+    if train_mean is not None: out["dummy_mae"] = float(np.abs(y - train_mean).mean())
+    return out
+
+def bootstrap_values_ci(
+    y_true,                     # (N,) true values
+    y_pred,                     # (N,) predicted values
+    metric: str = "mae",        # one of REGRESSION_METRICS
+    n_boot: int = 1000,         # bootstrap resamples
+    level: float = 0.95,        # confidence level
+    seed: int = 0,              # resampling seed
+) -> dict:
+    "Percentile bootstrap interval `{low, high, mean, std, level, n_boot}` of a regression metric on this set."
+    y, p = np.asarray(y_true, dtype=float).ravel(), np.asarray(y_pred, dtype=float).ravel()
+    rng = np.random.default_rng(seed)
+    vals = np.array([_regression_metric(y[i], p[i], metric) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))])
+    vals = vals[np.isfinite(vals)]
+    a = (1 - level) / 2
+    return dict(low=float(np.quantile(vals, a)), high=float(np.quantile(vals, 1 - a)), mean=float(vals.mean()),
+                std=float(vals.std(ddof=1)), level=level, n_boot=int(len(vals)), seed=seed)
 
 # %% ../nbs/08_evaluate.ipynb #1285ddf4
 SUMMARY_KEYS = ("roc_auc", "accuracy", "balanced_accuracy", "f1")

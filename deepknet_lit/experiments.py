@@ -18,25 +18,25 @@ from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .sources import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
-from .tasks import load_task, split_hash
-from .train import PROFILES, TRAINING_VERSION, make_config, train
-from .tasks import make_splits
-from .evaluate import evaluate_probs
-from .baselines import fit_baseline
-from .train import split_indices
+from .tasks import REGRESSION_TASKS, data_task, is_regression, load_task, make_splits, split_hash
+from .train import PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
+from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
+from .baselines import fit_baseline, fit_regressor
 
 # %% auto #0
 __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'HYPERPARAMETER_VARIANTS',
-           'NETWORK_SWEEP', 'PRETRAINED', 'book_profile', 'parse_list', 'results_dir', 'config_key', 'summarize',
-           'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats',
-           'opening', 'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
-           'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'run_grid', 'run_baseline',
-           'is_abo3', 'perovskite_ids', 'plan', 'run_job', 'missing', 'run_missing', 'cached']
+           'NETWORK_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile', 'parse_list',
+           'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
+           'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'select_points', 'experiment_config',
+           'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash',
+           'experiment_key', 'run_experiment', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan',
+           'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
     "quick": dict(PAPER_GRID, seeds=(0,),
-                  task_kwargs={"crystal_system": {"limit": 1500}, "trigonal_hexagonal": {"limit": 4000}}),
+                  task_kwargs={"crystal_system": {"limit": 1500}, "trigonal_hexagonal": {"limit": 4000}},
+                  beyond_tasks=("bulk_modulus",), beyond_rotated=("crystal_system",)),  # CI's minutes: one task each
     "full": dict(PAPER_GRID, seeds=(0, 1, 2)),
     "gpu": dict(PAPER_GRID, seeds=(0, 1, 2)),
 }
@@ -341,6 +341,21 @@ def _majority(store, split: dict) -> dict:
         out[part] = evaluate_probs(y[split[part]], np.tile(freq, (len(split[part]), 1)), list(store.classes))
     return dict(out, best_params=None)
 
+def _regression_baseline(store, split, config, model, grid, seed, progress) -> dict:
+    "A baseline of a regression target: the training mean for every material ('majority', matbench's Dummy), or trees."
+    y, target, split = regression_data(config, store, split)
+    values = y.astype(np.float64) * target["std"] + target["mean"]
+    values[~np.isfinite(REGRESSION_TASKS[config.task].target(store.values))] = np.nan
+    if model == "majority":
+        res = {part: evaluate_values(values[split[part]], np.full(len(split[part]), target["mean"]),
+                                     train_mean=target["mean"], unit=target["unit"]) for part in ("valid", "test")}
+        te = values[split["test"]]
+        res["test"]["mae_ci"] = bootstrap_values_ci(te, np.full(len(te), target["mean"]), n_boot=500, seed=seed)
+        return dict(best_params=None, **res)
+    return fit_regressor(_origin_only(store) if model == "density" else store, split, values,
+                         kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2,
+                         progress=progress, unit=target["unit"])
+
 def _origin_only(store):
     "The store reduced to its (000) point: one feature, the squared mean electron density."
     o = [i for i, h in enumerate(np.asarray(store.hkl)) if not np.any(h)]
@@ -369,7 +384,8 @@ def run_baseline(task: str,  # task name
     t0 = time.time()
     store = experiment_store(config, progress)
     split = split_indices(store, config, task_data)
-    if model == "majority": res = _majority(store, split)
+    if is_regression(task): res = _regression_baseline(store, split, config, model, grid, seed, progress)
+    elif model == "majority": res = _majority(store, split)
     else:
         res = fit_baseline(_origin_only(store) if model == "density" else store, split,
                            kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2, progress=progress)
@@ -407,7 +423,7 @@ def _net(**kw): return dict(kind="pointnet", **kw)
 def _base(**kw): return dict(kind="baseline", **kw)
 
 def plan(profile: str = "full") -> list:
-    "Every job the book of `profile` needs, in the order to run them: seed by seed, so a partial queue still covers every artefact."
+    "Every job the book of `profile` needs, in the order to run them: cheap jobs seed by seed, then the headline metallicity runs, then the rest."
     g = book_profile(profile)
     seeds, tasks_ = list(g["seeds"]), list(g["tasks"])
     small = [t for t in tasks_ if t in SMALL_TASKS]
@@ -425,8 +441,37 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task="metallicity", n=343, seed=seeds[0], **kw) for kw in HYPERPARAMETER_VARIANTS.values()]
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
              if t in tasks_]
-    jobs = [j for j in jobs if j["task"] in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
-    return sorted(jobs, key=lambda j: j["seed"])  # stable: every artefact with the first seed, then the next seed
+    jobs += beyond_the_paper(seeds, [t for t in small + big if t in g.get("beyond_tasks", tasks_)],
+                             g.get("beyond_rotated", ROTATED_TASKS))
+    jobs = [j for j in jobs if data_task(j["task"]) in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
+    return sorted(jobs, key=lambda j: (job_tier(j), j["seed"]))  # stable within a tier
+
+ENCODER_MODELS = ("invariant", "powder")  # deepknet_lit.encoders, in front of the same PointNet
+ROTATED_TASKS = {"crystal_system": dict(n=3, perturbation="no_intensity"),  # Sec. III A's settings, under any rotation
+                 "trigonal_hexagonal": TRIGONAL_SETTINGS["n3_no_intensity"]}
+
+def beyond_the_paper(seeds: list,  # the profile's seeds
+                     tasks_: list,  # classification tasks for the encoders (and their regression targets)
+                     rotated=tuple(ROTATED_TASKS),  # symmetry tasks trained under any rotation
+                    ) -> list:
+    "The jobs of the chapter 'Beyond the paper': regression targets, the two encoders, crystal systems under any rotation."
+    reg = [t for t, s in REGRESSION_TASKS.items() if s.base in tasks_]
+    jobs = [_net(task=t, n=343, seed=s) for s in seeds for t in reg]
+    jobs += [_base(task=t, model=m, seed=s) for m in ("majority", "xgboost") for s in seeds for t in reg]
+    jobs += [_net(task=t, n=343, seed=s, encoder=e) for e in ENCODER_MODELS for s in seeds for t in tasks_]
+    for task in rotated:
+        kw = ROTATED_TASKS[task]
+        jobs += [_net(task=task, cell="conventional", seed=s, rotation="so3", **kw) for s in seeds]       # PointNet, any rotation
+        jobs += [_net(task=task, cell="conventional", seed=s, encoder="invariant", **kw) for s in seeds]  # invariant encoder
+    return jobs
+
+def job_tier(job: dict) -> int:
+    "0: minutes (small tasks, baselines, n < 125); 1: the headline metallicity runs (~35 min); 2: the rest on its 36,738 materials."
+    if data_task(job["task"]) != "metallicity": return 0
+    if job["kind"] == "baseline": return 2 if job["model"] == "rf" else 0  # the random forest's Table IV grid: hours
+    if job.get("n", 343) < 125: return 0
+    headline = job.get("n") == 343 and job.get("perturbation") == "phi1" and len(job) == 5
+    return 1 if headline else 2
 
 PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/export_models.py): the paper's setting, seed 0
     **{t: dict(n=343, perturbation="phi1", seed=0) for t in ("metallicity", "bulk_modulus", "shear_modulus", "stability")},
@@ -460,7 +505,10 @@ def run_missing(profile: str = "full", log=print) -> int:
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
         try:
             r = run_job(job, profile)
-            log(f"    test ROC-AUC {r['test'].get('roc_auc', math.nan):.4f}, accuracy {r['test'].get('accuracy', math.nan):.4f}, {time.time() - t0:.0f} s")
+            t = r["test"]
+            shown = f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
+                    f"ROC-AUC {t.get('roc_auc', math.nan):.4f}, accuracy {t.get('accuracy', math.nan):.4f}"
+            log(f"    test {shown}, {time.time() - t0:.0f} s")
         except Exception as e:  # one bad job does not stop the queue; it stays missing and is retried next time
             failed += 1; log(f"    FAILED: {type(e).__name__}: {e}")
     return failed

@@ -22,9 +22,10 @@ import deepknet_lit
 from .featurizer import DiffractionFeaturizer, featurize_structures
 
 # %% auto #0
-__all__ = ['MATBENCH_SEED', 'N_FOLDS', 'BENCHMARK', 'REG_METRICS', 'CLF_METRICS', 'CLF_THRESH', 'TASKS', 'MODELS', 'MatbenchTask',
-           'get_task', 'mbid', 'read_matbench', 'matbench_folds', 'folds_from_validation', 'score_fold', 'make_model',
-           'featurize_frame', 'run_matbench', 'summarize', 'report', 'write_record']
+__all__ = ['MATBENCH_SEED', 'N_FOLDS', 'BENCHMARK', 'REG_METRICS', 'CLF_METRICS', 'CLF_THRESH', 'TASKS', 'MODELS',
+           'LEADERBOARD_SOURCE', 'LEADERBOARD', 'MatbenchTask', 'get_task', 'mbid', 'read_matbench', 'matbench_folds',
+           'folds_from_validation', 'score_fold', 'make_model', 'featurize_frame', 'run_matbench', 'summarize',
+           'report', 'write_record']
 
 # %% ../nbs/15_matbench.ipynb #92e8d9bc
 MATBENCH_SEED = 18012019  # random_state of matbench's KFold / StratifiedKFold
@@ -233,3 +234,14 @@ def write_record(record, out):  # the record, a .json or .json.gz path
     with (gzip.open(tmp, "wt") if out.suffix == ".gz" else open(tmp, "w")) as fh: json.dump(record, fh, indent=1)
     tmp.replace(out)
     return out
+
+# %% ../nbs/15_matbench.ipynb #798bbf6b
+LEADERBOARD_SOURCE = "https://github.com/materialsproject/matbench/tree/main/docs_src/Leaderboards%20Per-Task"
+LEADERBOARD = {  # matbench v0.1, mean MAE over the 5 folds, in the target's unit; n_samples: the task's size
+    "matbench_mp_gap": dict(n_samples=106113, mae={"coGN": 0.1559, "ALIGNN": 0.1861, "CGCNN v2019": 0.2972,
+                                                   "RF-SCM/Magpie": 0.3452, "Dummy": 1.3272}),
+    "matbench_log_kvrh": dict(n_samples=10987, mae={"coNGN": 0.0491, "ALIGNN": 0.0568, "CGCNN v2019": 0.0712,
+                                                    "RF-SCM/Magpie": 0.0820, "Dummy": 0.2897}),
+    "matbench_log_gvrh": dict(n_samples=10987, mae={"coNGN": 0.0670, "ALIGNN": 0.0715, "CGCNN v2019": 0.0895,
+                                                    "RF-SCM/Magpie": 0.1040, "Dummy": 0.2931}),
+}

@@ -69,7 +69,7 @@ class PointNet(nn.Module):
                  in_dim: int = 4,                       # channels per point: 4 = [x, y, z, Ĩ], 3 without intensity
                  mlp: tuple = (64, 128, 512, 1024),     # pointwise MLP widths; the last is the crystal-feature dim m
                  head: tuple = (1024, 512, 256, 128),   # hidden widths of the fully connected head
-                 n_classes: int = 2,                    # k output classes
+                 n_classes: int = 2,                    # k output classes (1: one regression output)
                  dropout: float = 0.2,                  # dropout in the head
                  pooling: str = "max",                  # "max", "mean" or "attention"
                  mlp_dropout: float = 0.0,              # dropout inside the pointwise MLP
@@ -81,8 +81,8 @@ class PointNet(nn.Module):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         if not mlp or not all(int(w) > 0 for w in mlp):
             raise ValueError(f"mlp widths must be positive integers, got {mlp!r}")
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be >= 2 (classes) or 1 (a regression output), got {n_classes}")
         self.hparams = dict(in_dim=in_dim, mlp=tuple(mlp), head=tuple(head), n_classes=n_classes, dropout=dropout,
                             pooling=pooling, mlp_dropout=mlp_dropout, attention_layers=attention_layers,
                             attention_heads=attention_heads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from .pretrained import load_model, out_of_domain
 from .diffraction import POINT_SETS
 
 # %% auto #0
-__all__ = ['featurize_settings', 'class_names', 'structure_rng', 'rotation_probs', 'predict_features', 'load_run',
-           'predict_structures', 'predict_powder', 'predict_files', 'write_table']
+__all__ = ['featurize_settings', 'class_names', 'structure_rng', 'rotation_outputs', 'rotation_probs', 'predict_features',
+           'load_run', 'predict_structures', 'predict_powder', 'predict_files', 'write_table']
 
 # %% ../nbs/11_predict.ipynb #60f1b9d0
 def _cfg(config) -> dict:
@@ -105,15 +106,16 @@ def _folded(model: torch.nn.Module) -> torch.nn.Module:
     return net
 
 # %% ../nbs/11_predict.ipynb #7d59d726
-def rotation_probs(
+def rotation_outputs(
     model: torch.nn.Module,  # a trained PointNet
     features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
     config=None,  # the run's TrainConfig (rotation, perturbation, ...); None: SO(3), φ1
     n_rotations: int = 8,  # seeded random transforms per structure; 0 = the cloud as featurized
     seed: int = 0,  # evaluation seed, combined with each structure's hash
     batch_size: int | None = None,  # point clouds (structures × rotations) per forward pass; None: ~512 MB of activations
-) -> np.ndarray:  # (N, max(1, n_rotations), k) class probabilities of every transform
-    "Softmax probabilities of every structure under each of its own seeded transforms."
+    softmax: bool = True,  # class probabilities; False: the raw outputs (a regression model's standardised value)
+) -> np.ndarray:  # (N, max(1, n_rotations), k) outputs of every transform
+    "The network's outputs (softmax probabilities by default) for every structure under each of its own seeded transforms."
     c = _cfg(config) if config is not None else dict(rotation="so3")
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 3:
@@ -128,9 +130,15 @@ def rotation_probs(
     with torch.inference_mode():
         for s in range(0, len(features), per):
             x = _transformed(features[s:s + per], seed, R, mode, angle, shuffle, c.get("perturbation", "phi1"))
-            p = torch.softmax(net(x.to(next(net.parameters()).device)).float(), dim=1).cpu().numpy()  # (structures · R, k)
+            o = net(x.to(next(net.parameters()).device)).float()
+            p = (torch.softmax(o, dim=1) if softmax else o).cpu().numpy()  # (structures · R, k)
             out.append(p.reshape(-1, R, p.shape[-1]))
     return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
+
+
+def rotation_probs(model, features, config=None, n_rotations: int = 8, seed: int = 0, batch_size: int | None = None):
+    "Class probabilities of every structure under each of its seeded transforms: `rotation_outputs` with softmax."
+    return rotation_outputs(model, features, config, n_rotations, seed, batch_size, softmax=True)
 
 
 def predict_features(
@@ -163,8 +171,23 @@ def _domain(config, formula, volume):
     return why is not None, why
 
 
+def _value_table(model, config, order, batch, formulas, errors, n_rotations, seed) -> pd.DataFrame:
+    "A regression model's rows: id, formula, predicted (in the target's unit), predicted_std over rotations, unit, ..."
+    t = _cfg(config)["target"]
+    v = rotation_outputs(model, batch.features, config, n_rotations, seed, softmax=False)[..., 0] * t["std"] + t["mean"]
+    row, why, rows = {sid: k for k, sid in enumerate(batch.ids)}, dict(errors), []
+    for sid in order:
+        k = row.get(sid)
+        ood, note = _domain(config, formulas[sid], float(batch.volumes[k])) if k is not None else (None, None)
+        rows.append(dict(id=sid, formula=formulas.get(sid), predicted=float(v[k].mean()) if k is not None else math.nan,
+                         predicted_std=float(v[k].std()) if k is not None else math.nan, unit=t["unit"], target=t["name"],
+                         out_of_domain=ood, domain_note=note, error=None if k is not None else why.get(sid, "not featurized")))
+    return pd.DataFrame(rows)
+
+
 def _table(model, config, order, batch, formulas, errors, n_rotations, seed) -> pd.DataFrame:
     "One row per id of `order`: id, formula, predicted, probability, p_<class>, p_<class>_std, out_of_domain, domain_note, error."
+    if _cfg(config).get("target"): return _value_table(model, config, order, batch, formulas, errors, n_rotations, seed)
     probs = rotation_probs(model, batch.features, config, n_rotations, seed)  # (N_ok, R, k)
     names = class_names(config, probs.shape[-1] if len(probs) else _n_outputs(model))
     mean, std, row = probs.mean(1), probs.std(1), {sid: k for k, sid in enumerate(batch.ids)}

@@ -75,8 +75,9 @@ def load_model(model,  # a shipped model's name ("metallicity", see `available_m
     net, config = load_checkpoint_model(path, device)
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     config = config.to_dict()
-    classes = load_checkpoint(ckpt).get("classes")  # weights_only: nothing in the file runs
-    if classes: config["classes"] = [str(c) for c in classes]
+    ck = load_checkpoint(ckpt)  # weights_only: nothing in the file runs
+    if ck.get("classes"): config["classes"] = [str(c) for c in ck["classes"]]
+    if ck.get("target"): config["target"] = ck["target"]  # a regression model: its unit, and the mean/std it predicts in
     if card is not None: config["card"] = card
     return net.eval(), config
 

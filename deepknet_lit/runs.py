@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import bootstrap_ci, evaluate_probs, predict_probs, write_json
-from .train import load_model, open_data, split_indices
+from .evaluate import write_json
+from .tasks import REGRESSION_TASKS
+from .train import evaluate_rows, load_model, open_data, regression_data, split_indices
 
 # %% auto #0
 __all__ = ['evaluate_run']
@@ -23,7 +24,7 @@ def evaluate_run(
     split: str | None = None,   # one split ("train", "valid" or "test"): return just its metrics
     splits: tuple = ("valid", "test"),   # splits to evaluate when `split` is None
     seed: int | None = None,    # evaluation seed (default: the config's eval_seed)
-    n_boot: int = 1000,         # bootstrap resamples for the test CI (0: none)
+    n_boot: int = 1000,         # bootstrap resamples for the test interval of ROC-AUC or MAE (0: none)
     store=None,                 # an already opened store (default: rebuilt/opened from the config)
 ) -> dict:
     "Re-evaluate the best checkpoint of a run; writes `run_dir/evaluation.json` (or `evaluation_<split>.json`)."
@@ -31,16 +32,18 @@ def evaluate_run(
     model, config = load_model(run_dir / "checkpoint.pt")
     store = store if store is not None else open_data(config)
     split_idx = split_indices(store, config)
+    target = getattr(model, "target", None)  # a regression run: standardise with the checkpoint's own mean and std
+    if target:
+        _, _, split_idx = regression_data(config, store, split_idx)
+        y = (REGRESSION_TASKS[config.task].target(store.values) - target["mean"]) / target["std"]
+    else: y = np.asarray(store.y)
     seed = config.eval_seed if seed is None else seed
+    at_seed = config.replace(eval_seed=seed)
     res = {"config": config.to_dict(), "seed": seed}
     for sp in ((split,) if split else splits):
         if sp not in split_idx:
             raise ValueError(f"unknown split {sp!r}; choose one of {sorted(split_idx)}")
-        idx = split_idx[sp]
-        probs = predict_probs(model, store.features, config, seed, config.eval_batch_size, indices=idx)
-        y = np.asarray(store.y)[idx]
-        res[sp] = evaluate_probs(y, probs, list(store.classes))
-        if sp == "test" and n_boot:
-            res[sp]["roc_auc_ci"] = bootstrap_ci(y, probs, n_boot=n_boot, seed=seed)
+        res[sp] = evaluate_rows(model, store.features, y, split_idx[sp], at_seed, list(store.classes), target,
+                                n_boot=n_boot if sp == "test" else 0)
     write_json(res, run_dir / (f"evaluation_{split}.json" if split else "evaluation.json"))
     return dict(res[split], split=split, seed=seed) if split else res

@@ -26,10 +26,11 @@ from .sources import DatasetError, RecordError, cache_root
 os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal retries to stderr; failures still raise here
 
 # %% auto #0
-__all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'TASKS', 'TaskData',
-           'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
-           'task_symmetry', 'TaskSpec', 'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash',
-           'task_stats', 'format_stats', 'class_balance_table']
+__all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'REGRESSION_TASKS', 'TASKS',
+           'TaskData', 'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
+           'task_symmetry', 'RegressionTarget', 'is_regression', 'data_task', 'TaskSpec', 'load_task',
+           'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats', 'format_stats',
+           'class_balance_table']
 
 # %% ../nbs/04_tasks.ipynb #22a8b191
 @dataclass
@@ -340,6 +341,44 @@ def _trigonal_hexagonal(source: str | None = None, limit: int | None = None, pro
     sub.provenance = {**t.provenance, "rule": t.provenance["rule"] + "; only trigonal (0) and hexagonal (1)"}
     return sub
 
+# %% ../nbs/04_tasks.ipynb #cc2aeeff
+@dataclass(frozen=True)
+class RegressionTarget:
+    "A continuous target read from the values of a classification task (same materials, store and split)."
+    name: str  # task name, e.g. "band_gap"
+    base: str  # the classification task whose materials and values it reads
+    transform: str  # "identity" or "log10"
+    unit: str  # unit of the target after the transform
+    description: str  # one line
+    matbench: str | None = None  # the matbench task with the same target, if any
+
+    def target(self, values) -> np.ndarray:
+        "The target of each value (float64); NaN where it is undefined (log10 of a value <= 0, a missing value)."
+        v = np.asarray(values, dtype=np.float64)
+        if self.transform == "identity": return v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+
+
+REGRESSION_TASKS: dict[str, RegressionTarget] = {t.name: t for t in [
+    RegressionTarget("band_gap", "metallicity", "identity", "eV", "PBE band gap, mp_mtcgcnn_36k", "matbench_mp_gap"),
+    RegressionTarget("log_kvrh", "bulk_modulus", "log10", "log10(GPa)", "log10 K_VRH, union of 3 elastic sets",
+                     "matbench_log_kvrh"),
+    RegressionTarget("log_gvrh", "shear_modulus", "log10", "log10(GPa)", "log10 G_VRH, union of 3 elastic sets",
+                     "matbench_log_gvrh"),
+    RegressionTarget("e_above_hull", "stability", "identity", "eV/atom", "E_hull, real MP values (FLLA 2015)"),
+]}
+
+
+def is_regression(name: str) -> bool:
+    "Whether task `name` is a regression target (see `REGRESSION_TASKS`)."
+    return name in REGRESSION_TASKS
+
+
+def data_task(name: str) -> str:
+    "The classification task whose materials `name` reads: its base for a regression target, else `name` itself."
+    return REGRESSION_TASKS[name].base if name in REGRESSION_TASKS else name
+
 # %% ../nbs/04_tasks.ipynb #08441bd7
 @dataclass(frozen=True)
 class TaskSpec:
@@ -374,8 +413,10 @@ def load_task(name: str,  # a task of `TASKS`: metallicity, bulk_modulus, shear_
               **thresholds,  # the task's thresholds and options, e.g. gap_ev=0.0, k_gpa=85.0, limit=1500
              ) -> TaskData:
     "Build task `name` (see `TASKS`); `source` overrides the dataset, keyword arguments override thresholds."
+    if name in REGRESSION_TASKS:  # a regression target reads its base task's materials and values
+        return load_task(REGRESSION_TASKS[name].base, source, **thresholds)
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {list(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; known tasks: {list(TASKS) + list(REGRESSION_TASKS)}")
     spec = TASKS[name]
     limit = thresholds.pop("limit", None)  # deterministic subsample size (see `stratified_subset`)
     progress = thresholds.pop("progress", True)  # progress bar while symmetry is computed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -25,20 +26,23 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .augment import augment, in_dim_for, resolve_rotation
-from .evaluate import evaluate_probs, predict_probs, bootstrap_ci, write_json, jsonable
+from .augment import augment, in_dim_for, perturb, resolve_rotation
+from .evaluate import (evaluate_probs, predict_probs, predict_outputs, bootstrap_ci, evaluate_values,
+                                   bootstrap_values_ci, write_json, jsonable)
 from .encoders import ENCODERS
 from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
+from .sources import cache_root
 from .store import build_store, open_store
 from .tasks import make_splits, split_hash
 
 # %% auto #0
-__all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'fast_malloc_active', 'ensure_fast_malloc',
-           'TrainConfig', 'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore', 'load_npz_store',
-           'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model',
-           'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'train', 'main']
+__all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'FIXED_PERTURBATIONS', 'fast_malloc_active',
+           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore',
+           'load_npz_store', 'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device',
+           'build_model', 'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding',
+           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -249,8 +253,8 @@ def load_npz_store(path) -> ArrayStore:
 def load_task_data(config: TrainConfig):
     "The TaskData of `config.task` (structure-derived tasks get the `limit` too, so symmetry runs on a subset only)."
     kw = dict(config.task_kwargs)
-    spec = getattr(tasks, "TASKS", {}).get(config.task)
-    if spec is not None and getattr(spec, "needs_structures", False) and config.limit and "limit" not in kw:
+    spec = tasks.TASKS.get(tasks.data_task(config.task))  # a regression target reads its base task
+    if spec is not None and spec.needs_structures and config.limit and "limit" not in kw:
         kw["limit"] = config.limit
     return tasks.load_task(config.task, **kw)
 
@@ -394,6 +398,7 @@ def load_model(
         model = PointNet.from_hparams(ck["hparams"])
         model.load_state_dict(ck["model"])
         config = TrainConfig.from_dict(ck["config"])
+        model.target = ck.get("target")  # a regression run's target: name, unit, mean, std (None: a classifier)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # weights or fields this version does not know
         raise CheckpointError(f"{path}: its model or configuration does not fit this deepknet-lit "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {_RETRAIN}") from None
@@ -418,8 +423,8 @@ def _batch(features, idx: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(features[idx[order]], dtype=np.float32))
     return x[torch.from_numpy(np.argsort(order))]
 
-def _train_epoch(model, opt, features, y, rows, config, epoch, rank, world, device, mode, angle, progress):
-    "One epoch over `rows` (this rank's share); returns the mean training loss."
+def _train_epoch(model, opt, features, y, rows, config, epoch, rank, world, device, mode, angle, progress, encoded=False):
+    "One epoch over `rows` (this rank's share); returns the mean training loss. `encoded`: features are `fixed_encoding`'s."
     from torch.utils.data import DistributedSampler
     sampler = DistributedSampler(range(len(rows)), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     sampler.set_epoch(epoch)
@@ -427,24 +432,165 @@ def _train_epoch(model, opt, features, y, rows, config, epoch, rank, world, devi
     gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, rank))
     torch.manual_seed(_epoch_seed(config.seed + 1, epoch, rank))      # dropout
     model.train()
-    loss_fn = nn.CrossEntropyLoss()
+    regression = y.dtype.kind == "f"            # standardised regression targets; else class indices
+    loss_fn = nn.MSELoss() if regression else nn.CrossEntropyLoss()
     total, count = 0.0, 0
     steps = range(0, len(order), config.batch_size)
     for s in tqdm(steps, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
         idx = order[s:s + config.batch_size]
         if len(idx) < 2:        # batch norm needs two samples
             continue
-        xb = augment(_batch(features, idx).to(device), gen, mode, angle, config.shuffle_points, config.perturbation)
+        xb = _batch(features, idx).to(device)
+        if not encoded: xb = augment(xb, gen, mode, angle, config.shuffle_points, config.perturbation)
         yb = torch.from_numpy(y[idx]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            loss = loss_fn(model(xb).float(), yb)
+            out = (model(xb, encoded=True) if encoded else model(xb)).float()
+            loss = loss_fn(out[:, 0] if regression else out, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += float(loss.detach()) * len(idx); count += len(idx)
     return total / max(count, 1)
 
+# %% ../nbs/07_train.ipynb #6abbc586
+FIXED_PERTURBATIONS = ("phi1", "phi3", "no_intensity")  # perturbations with no random draw
+
+def fixed_encoding(model: PointNet,  # a model whose `encoder` may be invariant
+                   features,  # (N, n, 4) store features
+                   config: TrainConfig,  # its perturbation decides whether the encoding is fixed
+                   batch_size: int = 64,  # materials per encoder call
+                   progress: bool = False,  # tqdm bar
+                  ) -> np.ndarray | None:  # (N, n, encoder width) or None when the input of every step differs
+    "The encoder's output for every material, when rotations, shuffles and the perturbation cannot change it (else None)."
+    if model.encoder is None or config.perturbation not in FIXED_PERTURBATIONS: return None
+    h = hashlib.sha256(json.dumps([type(model.encoder).__name__, model.hparams, config.perturbation, features.shape]).encode())
+    for s in range(0, len(features), 4096): h.update(np.ascontiguousarray(features[s:s + 4096], dtype=np.float32).tobytes())
+    path = cache_root() / "encoded" / f"{h.hexdigest()[:24]}.npy"
+    if path.exists():
+        try: return np.load(path, mmap_mode="r")
+        except (OSError, ValueError): path.unlink()  # a damaged cache file is recomputed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    out = None
+    enc = model.encoder.to("cpu")
+    for s in tqdm(range(0, len(features), batch_size), desc="encode once", disable=not progress):
+        x = perturb(torch.from_numpy(np.ascontiguousarray(features[s:s + batch_size], dtype=np.float32)), config.perturbation)
+        z = enc(x).numpy()
+        if out is None: out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(features), *z.shape[1:]))
+        out[s:s + len(z)] = z
+    out.flush(); del out
+    tmp.replace(path)
+    model.encoder.to(next(model.parameters()).device)
+    return np.load(path, mmap_mode="r")
+
+# %% ../nbs/07_train.ipynb #987d0ca3
+def regression_data(config: TrainConfig,  # a run whose task is a regression target
+                    store,  # its store (label values in `store.values`)
+                    splits: dict,  # train/valid/test store rows (from `split_indices`)
+                   ) -> tuple[np.ndarray, dict, dict]:
+    "(standardised float32 targets, `target` description with mean/std/unit, splits without undefined targets)."
+    spec = tasks.REGRESSION_TASKS[config.task]
+    values = getattr(store, "values", None)
+    if values is None:
+        raise ValueError(f"task {config.task!r} regresses the label values of {spec.base!r}, but this store holds no "
+                         "values (a .npz store needs a 'values' array); build the store from the task instead")
+    t = spec.target(values)
+    splits = {k: np.asarray(v)[np.isfinite(t[v])] for k, v in splits.items()}
+    if min(len(v) for v in splits.values()) == 0:
+        raise ValueError(f"task {config.task!r}: a split has no material with a finite target")
+    mean, std = float(t[splits["train"]].mean()), float(t[splits["train"]].std())
+    std = std if std > 0 else 1.0
+    y = np.where(np.isfinite(t), (t - mean) / std, 0.0).astype(np.float32)
+    return y, dict(name=spec.name, unit=spec.unit, mean=mean, std=std, base=spec.base), splits
+
+def evaluate_rows(model,  # a trained PointNet
+                  features,  # (N, n, 4) store features
+                  y,  # (N,) class indices, or standardised targets with `target`
+                  rows,  # the store rows to evaluate
+                  config: TrainConfig,  # transforms of the evaluation (seeded by `config.eval_seed`)
+                  classes: list,  # class names (classification)
+                  target: dict | None = None,  # `regression_data`'s description: y is standardised, report in its unit
+                  n_boot: int = 0,  # bootstrap resamples for an interval of ROC-AUC / MAE (0: none)
+                  predictions=None,  # write ids, truth and predictions of these rows to this .npz
+                  ids=None,  # material ids of the store rows (with `predictions`)
+                  encoded: bool = False,  # `features` are `fixed_encoding`'s output
+                 ) -> dict:
+    "Metrics of `model` on store `rows`: `evaluate_probs` for a classifier, `evaluate_values` for a regression target."
+    out = predict_outputs(model, features, config, config.eval_seed, config.eval_batch_size, rows, encoded=encoded)
+    if target:
+        truth = y[rows] * target["std"] + target["mean"]
+        pred = out[:, 0].astype(np.float64) * target["std"] + target["mean"]
+        res = evaluate_values(truth, pred, train_mean=target["mean"], unit=target["unit"])
+        if n_boot: res["mae_ci"] = bootstrap_values_ci(truth, pred, n_boot=n_boot, seed=config.eval_seed)
+        saved = dict(y=truth, pred=pred)
+    else:
+        probs = torch.softmax(torch.from_numpy(out), dim=1).numpy()
+        res = evaluate_probs(y[rows], probs, classes)
+        if n_boot: res["roc_auc_ci"] = bootstrap_ci(y[rows], probs, n_boot=n_boot, seed=config.eval_seed)
+        saved = dict(y=y[rows], probs=probs)
+    if predictions is not None:
+        np.savez_compressed(predictions, ids=np.asarray(ids)[rows].astype(str), **saved)
+    return res
+
+def selection_score(metrics: dict) -> float:
+    "What early stopping maximises: validation ROC-AUC (accuracy when undefined), or minus the MAE of a regression."
+    if "mae" in metrics: return -metrics["mae"]
+    return metrics["roc_auc"] if math.isfinite(metrics["roc_auc"]) else metrics["accuracy"]
+
 # %% ../nbs/07_train.ipynb #e8aefa42
+def _start_process(config: TrainConfig) -> tuple[torch.device, int, int, int]:
+    "(device, rank, world size, local rank): joins the torchrun process group when there is one, sets threads, warns on slow malloc."
+    rank, world, local_rank = _dist_info()
+    device = resolve_device(config.device)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+            device = torch.device("cuda", local_rank)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if device.type == "cpu" and not fast_malloc_active() and rank == 0:
+        warnings.warn("training on CPU without " + " ".join(f"{k}={v}" for k, v in FAST_MALLOC_ENV.items())
+                      + " (see ensure_fast_malloc); expect it to be several times slower")
+    return device, rank, world, local_rank
+
+def _open_run_data(config: TrainConfig, store, task_data, is_main: bool, world: int, progress: bool):
+    "(store, task data): rank 0 builds the store (cached) while the other ranks wait, then they open it."
+    if store is not None: return store, task_data
+    needs_task = not (config.store_path and str(config.store_path).endswith(".npz"))
+    if world > 1 and not is_main: dist.barrier()
+    td = (task_data if task_data is not None else load_task_data(config)) if needs_task else None
+    store = open_data(config, progress=progress and is_main, task_data=td)
+    if world > 1 and is_main: dist.barrier()
+    return store, td
+
+def _labels(config: TrainConfig, store, splits: dict) -> tuple[np.ndarray, dict | None, dict, int]:
+    "(y, target, splits, outputs): class indices, or a regression target's standardised values (see `regression_data`)."
+    if tasks.is_regression(config.task):
+        y, target, splits = regression_data(config, store, splits)
+        return y, target, splits, 1
+    y = np.asarray(store.y, dtype=np.int64)
+    return y, None, splits, max(len(store.classes), int(y.max()) + 1)
+
+def _end_epoch(run: dict, e: int, loss: float, seconds: float) -> dict:
+    "Rank 0 after epoch `e`: validate, update early stopping, save `last.pt` (and `checkpoint.pt` when best). Returns what to show."
+    config, model, state, target = run["config"], run["model"], run["state"], run["target"]
+    vm = evaluate_rows(model, run["x"], run["y"], run["splits"]["valid"], config, run["classes"], target, encoded=run["encoded"])
+    score = selection_score(vm)
+    improved = score >= state["best"]  # ties go to the later, longer-trained epoch (a tiny validation set saturates at AUC 1)
+    state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+    if improved: state["best"], state["best_epoch"] = score, e
+    shown = {"valid_mae": vm["mae"], "valid_r2": vm["r2"]} if target else \
+            {"valid_roc_auc": vm["roc_auc"], "valid_accuracy": vm["accuracy"]}
+    state["history"].append(dict(epoch=e + 1, loss=loss, **shown, lr=run["opt"].param_groups[0]["lr"], seconds=seconds))
+    state["epoch"] = e + 1
+    state["done"] = state["bad_epochs"] >= config.patience
+    ck = dict(model=model.state_dict(), optimizer=run["opt"].state_dict(), scheduler=run["sch"].state_dict(),
+              state=state, config=config.to_dict(), hparams=model.hparams, classes=run["classes"], target=target)
+    if improved: _atomic_save(ck, run["out"] / "checkpoint.pt")
+    _atomic_save(ck, run["out"] / "last.pt")
+    return shown
+
 def train(
     config: TrainConfig,        # the run's configuration (or a dict of fields)
     out_dir,                    # run directory: last.pt, checkpoint.pt, metrics.json, evaluation curves
@@ -458,84 +604,42 @@ def train(
     "Train a PointNet; returns the metrics dict also written to out_dir/metrics.json."
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     out = Path(out_dir)
-    rank, world, local_rank = _dist_info()
-    device = resolve_device(config.device)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(local_rank)
-            device = torch.device("cuda", local_rank)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    if device.type == "cpu" and not fast_malloc_active() and rank == 0:
-        warnings.warn("training on CPU without " + " ".join(f"{k}={v}" for k, v in FAST_MALLOC_ENV.items())
-                      + " (see ensure_fast_malloc); expect it to be several times slower")
+    device, rank, world, local_rank = _start_process(config)
     is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    td = task_data
-    if store is None:          # rank 0 builds the store (cached); the others wait, then open it
-        needs_task = not (config.store_path and str(config.store_path).endswith(".npz"))
-        if world > 1 and not is_main:
-            dist.barrier()
-        td = (td if td is not None else load_task_data(config)) if needs_task else None
-        store = open_data(config, progress=progress and is_main, task_data=td)
-        if world > 1 and is_main:
-            dist.barrier()
-    features, y = store.features, np.asarray(store.y, dtype=np.int64)
-    if features.ndim != 3 or features.shape[-1] != 4:
-        raise ValueError(f"store features must be (N, n, 4), got {features.shape}")
-    n_classes = max(len(store.classes), int(y.max()) + 1)
-    splits = split_indices(store, config, td)
+    if is_main: out.mkdir(parents=True, exist_ok=True)
+    store, td = _open_run_data(config, store, task_data, is_main, world, progress)
+    if store.features.ndim != 3 or store.features.shape[-1] != 4:
+        raise ValueError(f"store features must be (N, n, 4), got {store.features.shape}")
+    y, target, splits, n_outputs = _labels(config, store, split_indices(store, config, td))
     mode, angle = resolve_rotation(config.rotation, config.max_angle, config.task)
 
-    model = build_model(config, n_classes).to(device)
+    model = build_model(config, n_outputs).to(device)
+    fixed = fixed_encoding(model, store.features, config, progress=progress and is_main)  # invariant encoders: once
     opt, sch = build_optimizer(model, config)
     state = dict(epoch=0, best=-math.inf, best_epoch=-1, bad_epochs=0, history=[], done=False)
-    last = out / "last.pt"
-    if resume and last.exists():
-        state = _resume(last, config, model, opt, sch, device)  # a refused resume leaves the run folder untouched
-    if is_main:
-        write_json(config.to_dict(), out / "config.json")
-    net = model
-    if config.compile:
-        net = torch.compile(net)
+    if resume and (out / "last.pt").exists():
+        state = _resume(out / "last.pt", config, model, opt, sch, device)  # a refused resume leaves the run folder untouched
+    if is_main: write_json(config.to_dict(), out / "config.json")
+    net = torch.compile(model) if config.compile else model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if device.type == "cuda" else None)
+    run = dict(config=config, out=out, model=model, opt=opt, sch=sch, state=state, y=y, target=target, splits=splits,
+               x=fixed if fixed is not None else store.features, encoded=fixed is not None, classes=list(store.classes))
 
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=f"train {config.task}", disable=not (progress and is_main))
     while not state["done"] and state["epoch"] < config.epochs:
-        if stop_after is not None and state["epoch"] >= stop_after:
-            break
-        e = state["epoch"]
-        t0 = time.perf_counter()
-        loss = _train_epoch(net, opt, features, y, splits["train"], config, e, rank, world, device, mode, angle,
-                            progress and is_main)
+        if stop_after is not None and state["epoch"] >= stop_after: break
+        e, t0 = state["epoch"], time.perf_counter()
+        loss = _train_epoch(net, opt, run["x"], y, splits["train"], config, e, rank, world, device, mode, angle,
+                            progress and is_main, encoded=run["encoded"])
         sch.step()
         stop = torch.zeros(2, dtype=torch.float64)
         if is_main:
-            probs = predict_probs(model, features, config, config.eval_seed, config.eval_batch_size, splits["valid"])
-            vm = evaluate_probs(y[splits["valid"]], probs, list(store.classes))
-            auc = vm["roc_auc"] if math.isfinite(vm["roc_auc"]) else vm["accuracy"]
-            improved = auc >= state["best"]  # ties go to the later, longer-trained epoch (a tiny validation set saturates at AUC 1)
-            state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
-            if improved:
-                state["best"], state["best_epoch"] = auc, e
-            state["history"].append(dict(epoch=e + 1, loss=loss, valid_roc_auc=vm["roc_auc"],
-                                         valid_accuracy=vm["accuracy"], lr=opt.param_groups[0]["lr"],
-                                         seconds=time.perf_counter() - t0))
-            state["epoch"] = e + 1
-            state["done"] = state["bad_epochs"] >= config.patience
-            ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sch.state_dict(),
-                      state=state, config=config.to_dict(), hparams=model.hparams, classes=list(store.classes))
-            if improved:
-                _atomic_save(ck, out / "checkpoint.pt")
-            _atomic_save(ck, last)
+            shown = _end_epoch(run, e, loss, time.perf_counter() - t0)
             stop[:] = torch.tensor([float(state["done"]), float(state["epoch"])])
-            bar.set_postfix(loss=f"{loss:.3f}", valid_auc=f"{vm['roc_auc']:.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", **{k.replace("valid_", "valid "): f"{v:.3f}" for k, v in shown.items()})
             if on_epoch is not None: on_epoch(e + 1, model, state)
-        if world > 1:
+        if world > 1:  # every rank learns rank 0's decision
             flags = stop.to(device) if device.type == "cuda" else stop
             dist.broadcast(flags, src=0)
             state["done"], state["epoch"] = bool(flags[0]), int(flags[1])
@@ -543,29 +647,24 @@ def train(
     bar.close()
 
     result = {}
-    finished = state["done"] or state["epoch"] >= config.epochs
-    if is_main and finished:
-        result = _final_metrics(out, store, splits, config, state)
-    if world > 1:
-        dist.barrier()
+    if is_main and (state["done"] or state["epoch"] >= config.epochs):
+        result = _final_metrics(out, store, y, target, splits, config, state)
+    if world > 1: dist.barrier()
     return result
 
-def _final_metrics(out: Path, store, splits, config, state) -> dict:
+def _final_metrics(out: Path, store, y, target, splits, config, state) -> dict:
     "Evaluate the best checkpoint on valid and test; write metrics.json."
     best, _ = load_model(out / "checkpoint.pt")
-    y = np.asarray(store.y, dtype=np.int64)
     res = {"config": config.to_dict(), "history": state["history"], "best_epoch": state["best_epoch"] + 1,
            "split_hash": split_hash(store.ids[i] for i in splits["test"]),
            "n_parameters": count_parameters(best), "n": {k: int(len(v)) for k, v in splits.items()},
            "skipped": len(getattr(store, "skipped", []) or []), "store": getattr(store, "meta", {}),
            "store_path": str(getattr(store, "path", config.store_path or ""))}
+    if target: res["target"] = target
     for sp in ("valid", "test"):
-        probs = predict_probs(best, store.features, config, config.eval_seed, config.eval_batch_size, splits[sp])
-        res[sp] = evaluate_probs(y[splits[sp]], probs, list(store.classes))
-        if sp == "test":
-            res[sp]["roc_auc_ci"] = bootstrap_ci(y[splits[sp]], probs, n_boot=500, seed=config.eval_seed)
-            np.savez_compressed(out / "test_predictions.npz", ids=np.asarray(store.ids)[splits[sp]].astype(str),
-                                y=y[splits[sp]], probs=probs)
+        res[sp] = evaluate_rows(best, store.features, y, splits[sp], config, list(store.classes), target,
+                                n_boot=500 if sp == "test" else 0, predictions=out / "test_predictions.npz" if sp == "test" else None,
+                                ids=store.ids)
     write_json(res, out / "metrics.json")
     return jsonable(res)
 

@@ -64,7 +64,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="in_dim=4"):
         PointNet(mlp=(8,), head=(8,))(torch.randn(2, 5, 3))
     with pytest.raises(ValueError, match="n_classes"):
-        PointNet(n_classes=1)
+        PointNet(n_classes=0)
+    assert PointNet(mlp=(8,), head=(8,), n_classes=1).eval()(torch.randn(2, 5, 4)).shape == (2, 1)  # one regression output
 
 
 def test_train_step_learns():
