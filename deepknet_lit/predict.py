@@ -136,7 +136,14 @@ def rotation_outputs(
     return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
 
 
-def rotation_probs(model, features, config=None, n_rotations: int = 8, seed: int = 0, batch_size: int | None = None):
+def rotation_probs(
+    model: torch.nn.Module,  # a trained classifier
+    features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
+    config=None,  # the run's TrainConfig; None: SO(3), φ1
+    n_rotations: int = 8,  # seeded random transforms per structure; 0 = the cloud as featurized
+    seed: int = 0,  # evaluation seed, combined with each structure's hash
+    batch_size: int | None = None,  # point clouds per forward pass (None: see `rotation_outputs`)
+) -> np.ndarray:  # (N, max(1, n_rotations), k) class probabilities
     "Class probabilities of every structure under each of its seeded transforms: `rotation_outputs` with softmax."
     return rotation_outputs(model, features, config, n_rotations, seed, batch_size, softmax=True)
 

@@ -20,6 +20,7 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,8 +40,8 @@ from . import diffraction, sources, tasks
 
 # %% auto #0
 __all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'MAX_INDEX_LIMIT', 'stores_root', 'store_params', 'store_path',
-           'featurizer_version', 'task_fingerprint', 'featurize_chunk', 'build_store', 'Store', 'StoreError',
-           'open_store', 'list_stores', 'format_store_summary', 'plot_store']
+           'featurizer_version', 'task_fingerprint', 'featurize_chunk', 'StoreSettings', 'build_store', 'Store',
+           'StoreError', 'open_store', 'list_stores', 'format_store_summary', 'plot_store']
 
 # %% ../nbs/05_store.ipynb #2365c69e
 STORE_FORMAT_VERSION = 1  # bump when the files of a store or the chunk payload change
@@ -354,30 +355,46 @@ def _clear(path: Path) -> None:
         (path / name).unlink(missing_ok=True)
 
 # %% ../nbs/05_store.ipynb #bc9f795d
+@dataclass(frozen=True)
+class StoreSettings:
+    "What a store holds (with its task): these name its directory (see `store_params`)."
+    max_index: int = 3  # Miller indices in {-k..k}: 1, 2, 3 -> n = 27, 125, 343
+    point_set: str = "cube"  # "cube", "axes" (n=3) or "axes+origin" (n=4)
+    probe: str = "xray"  # "xray" or "neutron" (the paper's phi4)
+    cell: str = "primitive"  # "primitive", "conventional" or "as_given"
+    wavelength: float = 1.5418  # Å
+    limit: int | None = None  # class-stratified subset of this many materials, for quick runs
+    seed: int = 0  # seed of that subset
+
+    def params(self, task_name: str = "check", thresholds: dict | None = None) -> dict:
+        "`store_params` of these settings for `task_name`: validated (a bad setting raises `ValueError`)."
+        return store_params(task_name, self.max_index, self.point_set, self.probe, self.cell, self.wavelength,
+                            self.limit, self.seed, thresholds=thresholds)
+
+_SETTINGS = {f.name for f in dataclasses.fields(StoreSettings)}
+
+
 def build_store(task,  # task name ("metallicity", ...) or a TaskData-like object
-                max_index: int = 3,  # Miller indices in {-k..k}: 1, 2, 3 -> n = 27, 125, 343
-                point_set: str = "cube",  # "cube", "axes" (n=3) or "axes+origin" (n=4)
-                probe: str = "xray",  # "xray" or "neutron" (the paper's phi4)
-                cell: str = "primitive",  # "primitive", "conventional" or "as_given"
-                limit: int | None = None,  # class-stratified subset of this many materials, for quick runs
-                seed: int = 0,  # seed of that subset
+                settings: StoreSettings | None = None,  # what the store holds (default: `StoreSettings()`)
+                *,
                 scheduler=None,  # Dask scheduler address ("tcp://host:8786") or Client; None: local processes
                 n_workers: int | None = None,  # local worker processes (default: all cores; 1 runs inline)
                 chunk_size: int | None = None,  # materials per unit of work (None: N/(4·workers), within 16..256)
                 root: str | Path | None = None,  # stores folder (default `$DEEPKNET_CACHE/stores`)
                 progress: bool = True,  # tqdm progress bar
-                wavelength: float = 1.5418,  # Å
                 rebuild: bool = False,  # rebuild even when a matching store exists
                 on_chunk=None,  # callable(k, n_done, n_chunks) after each saved chunk
-                **task_kwargs,  # thresholds etc. for `load_task` when `task` is a name, e.g. k_gpa=100
+                **kwargs,  # `StoreSettings` fields (max_index=2, probe="neutron", ...) and, when `task` is a name, its thresholds
                ) -> Store:
     "Featurize a task once into a memory-mapped store (resumable; local processes or Dask) and open it."
     wall0 = time.perf_counter()
-    store_params("check", max_index, point_set, probe, cell, wavelength, limit, seed)  # bad settings fail before any data is read
+    settings = dataclasses.replace(settings or StoreSettings(), **{k: v for k, v in kwargs.items() if k in _SETTINGS})
+    task_kwargs = {k: v for k, v in kwargs.items() if k not in _SETTINGS}
+    settings.params()  # bad settings fail before any data is read
+    limit, seed, probe = settings.limit, settings.seed, settings.probe
     task = _resolve_task(task, **task_kwargs)
     name = str(getattr(task, "name", None) or "task")
-    params = store_params(name, max_index, point_set, probe, cell, wavelength, limit, seed,
-                          thresholds=getattr(task, "thresholds", None))
+    params = settings.params(name, getattr(task, "thresholds", None))
     ids_all = [str(i) for i in task.ids]
     y_all = np.asarray(task.y, dtype=np.int64)
     if len(ids_all) != len(y_all): raise ValueError(f"task {name!r}: {len(ids_all)} ids but {len(y_all)} labels")

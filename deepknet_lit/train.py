@@ -34,7 +34,7 @@ from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
 from .sources import cache_root
-from .store import build_store, open_store
+from .store import StoreSettings, build_store, open_store
 from .tasks import make_splits, split_hash
 
 # %% auto #0
@@ -269,8 +269,8 @@ def open_data(config: TrainConfig,  # what to train on: task, featurization, lim
         return open_store(config.store_path)
     point_set, max_index = config.point_settings()
     td = task_data if task_data is not None else load_task_data(config)
-    return build_store(td, max_index=max_index, point_set=point_set, probe=config.probe, cell=config.cell,
-                       limit=config.limit, seed=0, progress=progress)
+    return build_store(td, StoreSettings(max_index=max_index, point_set=point_set, probe=config.probe, cell=config.cell,
+                                             limit=config.limit, seed=0), progress=progress)
 
 def stratified_split(y,  # class labels, one per row
                      fractions=(0.7, 0.15, 0.15),  # train, valid, test
