@@ -29,8 +29,8 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'S
            'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
            'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'select_points', 'experiment_config',
            'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash',
-           'experiment_key', 'run_experiment', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
+           'experiment_key', 'run_experiment', 'parity_points', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids',
+           'plan', 'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -311,8 +311,16 @@ def run_experiment(task: str,  # task name
                   test_hash=metrics["split_hash"],
                   config=config.to_dict(), seconds=round(time.time() - t0, 1), best_epoch=metrics.get("best_epoch"),
                   n_materials=metrics.get("n"), valid=metrics["valid"], test=metrics["test"], history=metrics.get("history"))
+    if "mae" in metrics["test"]: record["parity"] = parity_points(run_dir / "test_predictions.npz")
     write_json(record, path)
     return record
+
+def parity_points(path,  # a regression run's test_predictions.npz
+                  digits: int = 4,  # decimals kept
+                 ) -> dict:
+    "The test set's true and predicted values, rounded, for a parity plot drawn from the committed record alone."
+    z = np.load(path)
+    return {"y": np.round(z["y"], digits).tolist(), "pred": np.round(z["pred"], digits).tolist()}
 
 def run_grid(experiments: list[dict],  # dicts of `run_experiment` arguments
              profile: str = "quick",  # "quick", "full" or "gpu"

@@ -72,3 +72,6 @@ def test_regression_baselines_share_the_split(monkeypatch, tmp_path):
     assert mean["test"]["mae"] == pytest.approx(mean["test"]["dummy_mae"])  # predicting the mean *is* the dummy
     assert xgb["test"]["mae"] < mean["test"]["mae"]  # the bar code carries some of the modulus (R² ~0.05 on 700 materials)
     assert mean["split_hash"] == xgb["split_hash"] == experiments.run_baseline("shear_modulus", "majority", profile="quick")["split_hash"]
+    net = experiments.run_experiment("log_gvrh", profile="quick", epochs=2, progress=False)
+    assert net["split_hash"] == mean["split_hash"] and len(net["parity"]["y"]) == len(net["parity"]["pred"]) == net["test"]["n"]
+    assert np.mean(np.abs(np.subtract(net["parity"]["pred"], net["parity"]["y"]))) == pytest.approx(net["test"]["mae"], abs=1e-3)
