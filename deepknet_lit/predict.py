@@ -239,21 +239,25 @@ def predict_powder(
     paths,  # measured patterns: two-column text files, 2θ (degrees) and intensity (see `encoders.read_pattern`)
     wavelength: float,  # Å, the wavelength the patterns were measured with (Cu Kα1: 1.5406)
 ) -> pd.DataFrame:  # one row per file: id, n_lines, predicted, probability, p_<class>..., error
-    "Class probabilities for measured powder patterns; an unreadable file gets its reason in `error`."
+    "Class probabilities (or a regression model's value) for measured powder patterns; an unreadable file gets its reason in `error`."
     model, config = load_run(model_dir)
     if model.hparams.get("encoder") != "powder":
         raise ValueError(f"{model_dir}: this model reads 3D point clouds, not powder patterns; "
                          "train one on powder patterns with `deepknet train --model powder`")
     s = featurize_settings(config)
     n = point_set_size(s["point_set"], s["max_index"])
-    names = class_names(config, _n_outputs(model))
+    names, target = class_names(config, _n_outputs(model)), _cfg(config).get("target")
     rows = []
     for path in map(str, paths):
         try: lines = read_pattern(path, wavelength)
         except PatternError as e:
-            rows.append(dict(id=path, n_lines=None, predicted=None, probability=np.nan, **{f"p_{c}": np.nan for c in names},
-                             error=str(e))); continue
-        with torch.no_grad(): p = torch.softmax(model(pattern_points(lines, n), encoded=True), -1)[0].numpy()
+            blank = dict(unit=target["unit"]) if target else dict(probability=np.nan, **{f"p_{c}": np.nan for c in names})
+            rows.append(dict(id=path, n_lines=None, predicted=None, **blank, error=str(e))); continue
+        with torch.no_grad(): out = model(pattern_points(lines, n), encoded=True)[0]
+        if target:  # a regression model: its value in the target's unit (a pattern has no orientation to average over)
+            rows.append(dict(id=path, n_lines=len(lines), predicted=float(out[0]) * target["std"] + target["mean"],
+                             unit=target["unit"], error=None)); continue
+        p = torch.softmax(out, -1).numpy()
         rows.append(dict(id=path, n_lines=len(lines), predicted=names[int(np.argmax(p))], probability=float(p.max()),
                          **{f"p_{c}": float(v) for c, v in zip(names, p)}, error=None))
     return pd.DataFrame(rows)

@@ -229,16 +229,17 @@ def train_from_cli(
 # %% ../nbs/07_train.ipynb #71b8421a
 @dataclass
 class ArrayStore:
-    "A minimal in-memory store: features (N, n, C), y (N,), ids, classes, meta, skipped."
+    "A minimal in-memory store: features (N, n, C), y (N,), ids, classes, meta, skipped, values (N,) for regression."
     features: np.ndarray
     y: np.ndarray
     ids: list
     classes: list
     meta: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
+    values: np.ndarray | None = None  # the label values a regression target reads (see `regression_data`)
 
 def load_npz_store(path) -> ArrayStore:
-    "Open a `.npz` holding `features` (N, n, 4) and `y` (N,) (and optionally `ids`, `classes`)."
+    "Open a `.npz` holding `features` (N, n, 4) and `y` (N,) (and optionally `ids`, `classes`, `values`)."
     z = np.load(path, allow_pickle=False)
     for k in ("features", "y"):
         if k not in z:
@@ -248,7 +249,10 @@ def load_npz_store(path) -> ArrayStore:
         raise ValueError(f"{path}: features must be (N, n, C) with N = len(y); got {f.shape} and {y.shape}")
     ids = [str(i) for i in z["ids"]] if "ids" in z else [str(i) for i in range(len(y))]
     classes = [str(c) for c in z["classes"]] if "classes" in z else [str(c) for c in range(int(y.max()) + 1)]
-    return ArrayStore(f, y, ids, classes, {"source": str(path)})
+    values = z["values"].astype(np.float64) if "values" in z else None
+    if values is not None and values.shape != y.shape:
+        raise ValueError(f"{path}: 'values' must be (N,) like 'y', got {values.shape}")
+    return ArrayStore(f, y, ids, classes, {"source": str(path)}, values=values)
 
 def load_task_data(config: TrainConfig):
     "The TaskData of `config.task` (structure-derived tasks get the `limit` too, so symmetry runs on a subset only)."

@@ -78,6 +78,13 @@ def test_measured_patterns_are_predicted_by_a_powder_model(tmp_path):
                            "--wavelength", "1.5406", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)[0]["n_lines"] == len(p.x)
+    # a regression model on powder patterns returns a value in its target's unit, not a one-class "probability"
+    k = np.linspace(20.0, 300.0, len(x.ids))  # bulk moduli (GPa) for the regression target log_kvrh
+    reg = TrainConfig(task="log_kvrh", max_index=1, point_set="cube", mlp=(8, 16), head=(8,), epochs=1, batch_size=4,
+                      device="cpu", encoder="powder", num_threads=1)
+    train(reg, tmp_path / "kvrh", store=ArrayStore(x.features, y, list(x.ids), ["a", "b"], values=k), progress=False)
+    v = predict_powder(tmp_path / "kvrh", [tmp_path / "cscl.xy"], wavelength=1.5406)
+    assert v.unit[0] == "log10(GPa)" and math.isfinite(v.predicted[0]) and "probability" not in v
 
 
 @pytest.mark.skipif(not (MIRROR / "mp_mtcgcnn_36k").exists(), reason="offline data mirror not present")
