@@ -33,10 +33,11 @@ def _data_list(a):
     return 0
 
 def _data_fetch(a):
-    from .sources import fetch, fetch_mp, import_dataset
+    from .mp import fetch_mp, import_mp
+    from .sources import fetch
     if a.name == "mp":
         out = fetch_mp(chunk_size=a.chunk_size, cache_dir=a.cache_dir)
-        rs = import_dataset(out, "mp", "mp", overwrite=True)
+        rs = import_mp(out)
         print(f"Materials Project records cached in {out}: {len(rs):,} materials, {len(rs.skipped):,} skipped; "
               "train on them with `deepknet train --task metallicity --source mp` (and the other tasks)")
     else:
@@ -117,7 +118,7 @@ def _models(a):
 def _predict(a):
     import pandas as pd
     from .predict import predict_files, predict_powder, predict_structures, write_table
-    from .sources import mp_structures
+    from .mp import mp_structures
     model, files = (a.model, a.files) if a.model else (a.files[0] if a.files else None, a.files[1:])
     if model is None: raise ValueError("name a model: --model metallicity (see `deepknet models`) or a run directory")
     if not files and not a.mp_id and not a.powder:

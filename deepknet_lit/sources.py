@@ -1,4 +1,4 @@
-"""One interface over every materials dataset we use: the offline mirrors (checked by sha256), the live Materials Project API, and your own files.
+"""One interface over every materials dataset we use: the offline mirrors (checked by sha256) and your own files; the live Materials Project API is `deepknet_lit.mp`, which imports its records through `import_dataset`.
 
 Docs: https://deepknet-lit.github.io/deepknet-lit/sources.html.md"""
 
@@ -30,13 +30,12 @@ from pymatgen.core.periodic_table import DummySpecies
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'MP_FIELDS', 'MP_KEY_ENV', 'DatasetError', 'ChecksumError',
-           'RecordError', 'data_root', 'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset',
-           'get_dataset', 'sha256_file', 'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure',
-           'RecordSet', 'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts', 'formulas',
-           'structure_loader', 'iter_records', 'load_records', 'read_cgcnn_folder', 'read_structures_json',
-           'read_table', 'import_dataset', 'dataset_fingerprint', 'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp',
-           'mp_records', 'mp_labels', 'read_mp_cache', 'mp_structures', 'clear_caches', 'list_datasets']
+__all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'DatasetError', 'ChecksumError', 'RecordError', 'data_root',
+           'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset', 'get_dataset', 'sha256_file',
+           'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure', 'RecordSet', 'cif_blocks', 'parse_cif',
+           'load_labels', 'paper_split', 'cif_texts', 'formulas', 'structure_loader', 'note_failure', 'iter_records',
+           'load_records', 'read_cgcnn_folder', 'structure_from_obj', 'read_structures_json', 'read_table',
+           'import_dataset', 'dataset_fingerprint', 'clear_caches', 'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -774,7 +773,7 @@ def structure_loader(name: str) -> Callable[[str], Structure]:
     return load
 
 # %% ../nbs/03_sources.ipynb #c5372b29
-def _note_failure(mid, err, errors, skipped):
+def note_failure(mid, err, errors, skipped):
     "Raise `err` when errors='raise'; otherwise record (material id, reason) in `skipped` (when given)."
     if errors == "raise":
         raise err
@@ -799,7 +798,7 @@ def iter_records(name: str,  # a registry or user dataset
         try:
             s = load(mid)
         except RecordError as e:
-            _note_failure(mid, e, errors, skipped)
+            note_failure(mid, e, errors, skipped)
             continue
         yield Record(mid, s, {c: lab.at[mid, c] for c in label_cols})
 
@@ -891,7 +890,7 @@ def _records_from_rows(rows: Iterable[dict], id_key: str, label_keys: list[str] 
     return RecordSet(recs, skipped, source=source)
 
 
-def _structure_from_obj(obj: Any, mid: str) -> Structure:
+def structure_from_obj(obj: Any, mid: str) -> Structure:
     "A structure from a dict, a JSON/str(dict) string, or CIF text."
     try:
         if isinstance(obj, Structure):
@@ -932,7 +931,7 @@ def read_structures_json(path: Path | str,  # a .json or .json.gz list of record
     if not isinstance(rows, list):
         raise DatasetError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
     rows = [r if isinstance(r, dict) else {} for r in rows]
-    return _records_from_rows(rows, id_key, label_keys, _structure_from_obj, structure_key, str(path), progress)
+    return _records_from_rows(rows, id_key, label_keys, structure_from_obj, structure_key, str(path), progress)
 
 
 def read_table(path: Path | str,  # a .csv or .parquet table
@@ -951,7 +950,7 @@ def read_table(path: Path | str,  # a .csv or .parquet table
         if col not in df:
             raise DatasetError(f"{path}: no column {col!r}; columns are {list(df.columns)}")
     rows = df.to_dict("records")
-    return _records_from_rows(rows, id_column, label_columns, _structure_from_obj, structure_column, str(path), progress)
+    return _records_from_rows(rows, id_column, label_columns, structure_from_obj, structure_column, str(path), progress)
 
 # %% ../nbs/03_sources.ipynb #23c332a7
 _READERS = {"cgcnn": read_cgcnn_folder, "json": read_structures_json, "table": read_table}
@@ -960,14 +959,14 @@ _READERS = {"cgcnn": read_cgcnn_folder, "json": read_structures_json, "table": r
 
 
 def import_dataset(path: Path | str,  # the file or folder to read
-                   fmt: str,  # its reader: "cgcnn", "json", "table" or "mp" (a `fetch_mp` cache)
+                   fmt,  # its reader: "cgcnn", "json", "table", or a function (path, **kwargs) -> RecordSet (e.g. `mp.read_mp_cache`)
                    name: str,  # the user dataset's name (letters, digits, '_', '-', '.')
                    overwrite: bool = False,  # replace an existing user dataset of that name
                    **reader_kwargs,  # passed to the reader, e.g. label_keys=["band_gap"]
                   ) -> RecordSet:
     "Read `path` with reader `fmt` ('cgcnn', 'json' or 'table') and register it as user dataset `name`."
-    if fmt not in _READERS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {sorted(_READERS)}")
+    if not callable(fmt) and fmt not in _READERS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {sorted(_READERS)} or a reader function")
     check_name(name, "dataset name")  # it names the folder that overwrite=True replaces
     if name in REGISTRY:
         raise ValueError(f"bad dataset name {name!r}: a registry dataset has it; choose another")
@@ -975,7 +974,7 @@ def import_dataset(path: Path | str,  # the file or folder to read
     if out.exists() and not overwrite:
         raise DatasetError(f"user dataset {name!r} exists at {out}; replace it with overwrite=True "
                            "(deepknet data import ... --overwrite) or choose another name")
-    rs = _READERS[fmt](path, **reader_kwargs)
+    rs = (fmt if callable(fmt) else _READERS[fmt])(path, **reader_kwargs)
     if not rs.records:
         raise DatasetError(f"{path}: no usable records ({len(rs.skipped)} skipped, first: {rs.skipped[:1]})")
     tmp = out.with_name(out.name + ".tmp")
@@ -983,7 +982,8 @@ def import_dataset(path: Path | str,  # the file or folder to read
     with gzip.open(tmp / "records.json.gz", "wt") as fh:
         json.dump([{"material_id": r.material_id, "structure": r.structure.as_dict(), "labels": r.labels}
                    for r in rs.records], fh)
-    (tmp / "meta.json").write_text(json.dumps({"name": name, "source": str(path), "fmt": fmt, "n": len(rs),
+    reader = fmt if isinstance(fmt, str) else f"{fmt.__module__}.{fmt.__qualname__}"
+    (tmp / "meta.json").write_text(json.dumps({"name": name, "source": str(path), "fmt": reader, "n": len(rs),
                                                "skipped": rs.skipped}, indent=1))
     if out.exists():
         shutil.rmtree(out)
@@ -1014,185 +1014,6 @@ def dataset_fingerprint(name: str,  # a registry dataset ("mp_mtcgcnn_36k", "mp_
     elif base in _user_index(): content = sha256_file(_user_dir() / base / "records.json.gz")
     else: raise DatasetError(f"unknown dataset {name!r}: not in the registry ({sorted(REGISTRY)}) nor a user dataset")
     return hashlib.sha256(json.dumps([base, table, content]).encode()).hexdigest()
-
-# %% ../nbs/03_sources.ipynb #d6483195
-MP_FIELDS = ("material_id", "structure", "band_gap", "is_metal", "bulk_modulus", "shear_modulus",
-             "energy_above_hull", "symmetry", "theoretical", "database_IDs")
-MP_KEY_ENV = "MP_API_KEY"
-
-
-class MissingAPIKeyError(RuntimeError):
-    "No usable Materials Project API key."
-
-
-def _mp_client(api_key: str | None):
-    key = api_key or os.environ.get(MP_KEY_ENV, "")
-    how = (f"get a key at https://materialsproject.org/api (log in, 'API key'), then `export {MP_KEY_ENV}=<key>` "
-           "or pass api_key=...")
-    if not key:
-        raise MissingAPIKeyError(f"no Materials Project API key: {how}")
-    if not re.fullmatch(r"[A-Za-z0-9]{16,64}", key.strip()):
-        raise MissingAPIKeyError(f"the Materials Project API key in {MP_KEY_ENV} does not look like a key "
-                                 f"(expected 32 letters/digits): {how}")
-    from mp_api.client import MPRester
-    try:
-        return MPRester(key.strip())
-    except Exception as e:  # mp_api checks the key and reaches the server here
-        raise DatasetError(f"could not open a Materials Project client: {_one_line(e)}") from e
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    "`Type: first line of the message`, at most `limit` characters (MP errors carry whole HTML pages)."
-    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-    return f"{type(e).__name__}: {first[:limit]}"
-
-
-def _mp_search(mp, cache: Path, what: str, **query) -> list:
-    "One MP summary search; a client or network error becomes a one-line `DatasetError` saying how to resume."
-    try:
-        return mp.materials.summary.search(**query)
-    except Exception as e:
-        raise DatasetError(f"Materials Project request for {what} failed ({_one_line(e)}); finished chunks are kept "
-                           f"in {cache}: run the same command again to resume") from e
-
-
-def _doc_to_dict(doc: Any) -> dict:
-    "A plain JSON-able dict from an MP document (pydantic model or dict)."
-    if hasattr(doc, "model_dump"):
-        doc = doc.model_dump()
-    elif not isinstance(doc, dict):
-        doc = dict(doc)
-    from monty.json import jsanitize
-    return jsanitize(doc, strict=False, allow_bson=False, enum_values=True, recursive_msonable=True)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def mp_cache_dir(cache_dir: Path | str | None = None) -> Path:
-    "Folder of raw MP records (default `$DEEPKNET_CACHE/mp_live`)."
-    d = Path(cache_dir) if cache_dir is not None else cache_root() / "mp_live"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-# %% ../nbs/03_sources.ipynb #3d550dcd
-def fetch_mp(fields: Iterable[str] = MP_FIELDS,  # summary fields to download (material_id is always added)
-             chunk_size: int = 1000,  # materials per request, and per cached chunk
-             client: Any = None,  # an MPRester-like client (default: one opened with `api_key`)
-             cache_dir: Path | str | None = None,  # where the chunks go (default `$DEEPKNET_CACHE/mp_live`)
-             api_key: str | None = None,  # default $MP_API_KEY
-             material_ids: list[str] | None = None,  # only these materials (default: every one the criteria match)
-             progress: bool = True,  # a bar over the chunks
-             **criteria,  # MP summary search criteria, e.g. is_stable=True
-            ) -> Path:
-    "Download MP summary documents chunk by chunk into `cache_dir` (resumable); returns the cache folder."
-    fields = list(fields)
-    if "material_id" not in fields:
-        fields = ["material_id", *fields]
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    d = mp_cache_dir(cache_dir)
-    man_path = d / "manifest.json"
-    query = {"fields": sorted(fields), "criteria": {k: criteria[k] for k in sorted(criteria)},
-             "material_ids": sorted(material_ids) if material_ids is not None else None, "chunk_size": chunk_size}
-    manifest = json.loads(man_path.read_text()) if man_path.exists() else None
-    if manifest is not None and manifest["query"] != json.loads(json.dumps(query)):
-        raise DatasetError(f"{d} holds a different MP query ({manifest['query']}); use another cache_dir")
-    mp = client if client is not None else _mp_client(api_key)
-    if manifest is None:  # step 1: the id list, saved before any data is pulled
-        if material_ids is None:
-            docs = _mp_search(mp, d, "the list of material ids", fields=["material_id"], **criteria)
-            material_ids = sorted({str(_doc_to_dict(x)["material_id"]) for x in docs})
-        ids = sorted(set(material_ids))
-        chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
-        manifest = {"query": query, "chunks": chunks, "done": []}
-        _atomic_write(man_path, json.dumps(manifest))
-    todo = [i for i in range(len(manifest["chunks"])) if i not in set(manifest["done"])]
-    bar = tqdm(total=len(manifest["chunks"]), initial=len(manifest["done"]), desc="MP chunks", disable=not progress)
-    for i in todo:
-        chunk = manifest["chunks"][i]
-        docs = _mp_search(mp, d, f"chunk {i + 1} of {len(manifest['chunks'])}", material_ids=chunk, fields=fields)
-        lines = [json.dumps(_doc_to_dict(x)) for x in docs]
-        _atomic_write(d / f"chunk_{i:05d}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-        manifest["done"].append(i)
-        _atomic_write(man_path, json.dumps(manifest))
-        bar.update(1)
-    bar.close()
-    return d
-
-
-def mp_records(cache_dir: Path | str | None = None,  # a `fetch_mp` cache (default `$DEEPKNET_CACHE/mp_live`)
-               errors: str = "skip",  # "skip" a bad record (noted in `skipped`) or "raise"
-               skipped: list | None = None,  # collects (material_id, reason) of skipped records
-              ) -> Iterator[Record]:
-    "Records from a `fetch_mp` cache: one per material id (duplicates across shards dropped)."
-    d = mp_cache_dir(cache_dir)
-    seen: set[str] = set()
-    for shard in sorted(d.glob("chunk_*.jsonl")):
-        for line in shard.read_text().splitlines():
-            if not line.strip():
-                continue
-            doc = json.loads(line)
-            mid = str(doc.get("material_id"))
-            if mid in seen:
-                continue
-            seen.add(mid)
-            try:
-                s = _structure_from_obj(doc.get("structure"), mid)
-            except RecordError as e:
-                _note_failure(mid, e, errors, skipped)
-                continue
-            labels = {k: v for k, v in doc.items() if k not in ("structure", "material_id")}
-            yield Record(mid, s, labels)
-
-
-def _mp_flat(L: dict) -> dict:
-    "The labels of one MP document under the names the tasks read (K_VRH, G_VRH, crystal_system out of nested fields)."
-    k, g, sym = L.get("bulk_modulus") or {}, L.get("shear_modulus") or {}, L.get("symmetry") or {}
-    return {"band_gap": L.get("band_gap"), "is_metal": L.get("is_metal"), "e_above_hull": L.get("energy_above_hull"),
-            "theoretical": L.get("theoretical"), "K_VRH": k.get("vrh") if isinstance(k, dict) else k,
-            "G_VRH": g.get("vrh") if isinstance(g, dict) else g,
-            "crystal_system": sym.get("crystal_system") if isinstance(sym, dict) else None,
-            "icsd": bool((L.get("database_IDs") or {}).get("icsd"))}
-
-
-def mp_labels(cache_dir: Path | str | None = None) -> pd.DataFrame:
-    "Flat label table from a `fetch_mp` cache (K_VRH, G_VRH, crystal_system pulled out of nested fields)."
-    return pd.DataFrame([{"material_id": r.material_id, **_mp_flat(r.labels)} for r in mp_records(cache_dir)])
-
-
-def read_mp_cache(path: Path | str | None = None,  # a `fetch_mp` cache folder (default `$DEEPKNET_CACHE/mp_live`)
-                  progress: bool = True,  # unused: the cache is read in one pass
-                 ) -> RecordSet:
-    "The records of a `fetch_mp` cache with flat labels, ready for `import_dataset(..., 'mp', 'mp')`."
-    skipped: list = []
-    recs = [Record(r.material_id, r.structure, _mp_flat(r.labels)) for r in mp_records(path, skipped=skipped)]
-    return RecordSet(recs, skipped, source=str(mp_cache_dir(path)))
-
-_READERS["mp"] = read_mp_cache  # `deepknet data fetch mp` imports the cache as the user dataset "mp"
-
-_MP_ID = re.compile(r"(mp|mvc)-\d+")
-
-def mp_structures(ids,  # Materials Project ids, e.g. ["mp-149", "mp-22862"]
-                  client: Any = None,  # an MPRester-like client (default: one opened with `api_key`)
-                  api_key: str | None = None,  # default $MP_API_KEY
-                 ) -> dict:  # {id: Structure, or the reason (str) it could not be had}
-    "Today's structures of some Materials Project materials, for prediction (one request)."
-    ids = list(dict.fromkeys(str(i).strip() for i in ids))
-    out = {i: f"{i}: not a Materials Project id (expected mp-<number>)" for i in ids if not _MP_ID.fullmatch(i)}
-    ask = [i for i in ids if i not in out]
-    if ask:
-        mp = client if client is not None else _mp_client(api_key)
-        got = {}
-        for doc in _mp_search(mp, mp_cache_dir(), "structures", material_ids=ask, fields=["material_id", "structure"]):
-            d = _doc_to_dict(doc)
-            try: got[str(d.get("material_id"))] = _structure_from_obj(d.get("structure"), str(d.get("material_id")))
-            except RecordError as e: got[str(d.get("material_id"))] = str(e)
-        out.update({i: got.get(i, f"{i}: not found in the Materials Project") for i in ask})
-    return {i: out[i] for i in ids}
 
 # %% ../nbs/03_sources.ipynb #3d432ab2
 def clear_caches() -> None:

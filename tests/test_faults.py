@@ -27,7 +27,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from deepknet_lit import cli, sources as src, store as st, train as T
+from deepknet_lit import cli, mp, sources as src, store as st, train as T
 from deepknet_lit.runs import evaluate_run
 from deepknet_lit.predict import predict_structures
 from deepknet_lit.tasks import load_task
@@ -485,16 +485,16 @@ class BrokenMP:
 def test_mp_client_errors_are_one_line(tmp_path, monkeypatch):
     import mp_api.client
     with pytest.raises(src.DatasetError) as e:
-        src.fetch_mp(client=BrokenMP(), cache_dir=tmp_path / "mp", progress=False)
+        mp.fetch_mp(client=BrokenMP(), cache_dir=tmp_path / "mp", progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "503" in msg and len(msg) < 600 and "again" in msg
 
     def refuse(key):
         raise RuntimeError("invalid API key\nsee https://materialsproject.org")
     monkeypatch.setattr(mp_api.client, "MPRester", refuse)
-    monkeypatch.setenv(src.MP_KEY_ENV, "a" * 32)
+    monkeypatch.setenv(mp.MP_KEY_ENV, "a" * 32)
     with pytest.raises(src.DatasetError, match="invalid API key") as e:
-        src.fetch_mp(cache_dir=tmp_path / "mp2", progress=False)
+        mp.fetch_mp(cache_dir=tmp_path / "mp2", progress=False)
     assert "\n" not in str(e.value)
 
 

@@ -11,7 +11,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 import deepknet_lit as dk
-from deepknet_lit import cli, pretrained, sources as src
+from deepknet_lit import cli, mp, pretrained, sources as src
 from deepknet_lit.diffraction import FEATURIZER_VERSION
 from deepknet_lit.experiments import PRETRAINED
 from deepknet_lit.train import TRAINING_VERSION, CheckpointError
@@ -146,11 +146,11 @@ def test_mp_ids_are_fetched_and_predicted(tmp_path, monkeypatch, capsys):
     docs = recorded_docs(3)
     docs[0]["structure"] = cu().as_dict()
     client = RecordedMP(docs)
-    got = src.mp_structures(["mp-1000", "mp-1001", "mp-99999999", "Si"], client=client)
+    got = mp.mp_structures(["mp-1000", "mp-1001", "mp-99999999", "Si"], client=client)
     assert isinstance(got["mp-1000"], Structure) and got["mp-1000"].composition.reduced_formula == "Cu"
     assert "not found" in got["mp-99999999"] and "not a Materials Project id" in got["Si"]
     assert client.calls[0]["material_ids"] == ["mp-1000", "mp-1001", "mp-99999999"]  # one request, bad ids never sent
-    monkeypatch.setattr(src, "_mp_client", lambda key: client)
+    monkeypatch.setattr(mp, "_mp_client", lambda key: client)
     monkeypatch.setenv("DEEPKNET_CACHE", str(tmp_path / "cache"))
     assert cli.main(["predict", "--model", "metallicity", "--mp-id", "mp-1000", "mp-42", "-o", str(tmp_path / "p.json"),
                      "--rotations", "2", "--workers", "1"]) == 0
@@ -163,7 +163,7 @@ def test_live_mp_data_trains(tmp_path, monkeypatch):
     "`deepknet data fetch mp` then `deepknet train --task metallicity --source mp`, offline with recorded responses."
     monkeypatch.setenv("DEEPKNET_CACHE", str(tmp_path / "cache"))
     client = RecordedMP(recorded_docs(40))
-    monkeypatch.setattr(src, "_mp_client", lambda key: client)
+    monkeypatch.setattr(mp, "_mp_client", lambda key: client)
     src.clear_caches()
     assert cli.main(["data", "fetch", "mp", "--chunk-size", "16"]) == 0
     assert "mp" in src.user_datasets()

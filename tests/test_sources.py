@@ -17,9 +17,10 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 from deepknet_lit import sources as src
-from deepknet_lit.sources import (ChecksumError, DatasetError, MissingAPIKeyError, RecordError, check_structure,
-                                  fetch, fetch_mp, import_dataset, iter_records, load_labels, mp_labels, mp_records,
-                                  parse_cif, read_cgcnn_folder, read_structures_json, read_table)
+from deepknet_lit import mp
+from deepknet_lit.mp import MissingAPIKeyError, fetch_mp, mp_labels, mp_records
+from deepknet_lit.sources import (ChecksumError, DatasetError, RecordError, check_structure, fetch, import_dataset,
+                                  iter_records, load_labels, parse_cif, read_cgcnn_folder, read_structures_json, read_table)
 
 MIRROR = src.data_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not (MIRROR / "mp_mtcgcnn_36k").is_dir(),
@@ -374,7 +375,7 @@ def test_fetch_mp_material_id_list_and_bad_structure(tmp_path, no_real_mprester)
 
 @pytest.mark.parametrize("key,msg", [("", "no Materials Project API key"), ("not a key!", "does not look like")])
 def test_fetch_mp_key_errors(tmp_path, monkeypatch, no_real_mprester, key, msg):
-    monkeypatch.setenv(src.MP_KEY_ENV, key)
+    monkeypatch.setenv(mp.MP_KEY_ENV, key)
     with pytest.raises(MissingAPIKeyError) as e:
         fetch_mp(cache_dir=tmp_path / "mp", progress=False)
     assert msg in str(e.value) and "MP_API_KEY" in str(e.value) and "materialsproject.org" in str(e.value)
