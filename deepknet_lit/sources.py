@@ -19,6 +19,7 @@ import tarfile
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -31,11 +32,12 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'DatasetError', 'ChecksumError', 'RecordError', 'data_root',
-           'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset', 'get_dataset', 'sha256_file',
-           'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure', 'RecordSet', 'cif_blocks', 'parse_cif',
-           'load_labels', 'paper_split', 'cif_texts', 'formulas', 'structure_loader', 'note_failure', 'iter_records',
-           'load_records', 'read_cgcnn_folder', 'structure_from_obj', 'read_structures_json', 'read_table',
-           'import_dataset', 'dataset_fingerprint', 'clear_caches', 'list_datasets']
+           'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset', 'load_registry', 'get_dataset',
+           'sha256_file', 'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure', 'RecordSet',
+           'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts', 'formulas', 'structure_loader',
+           'note_failure', 'iter_records', 'load_records', 'read_cgcnn_folder', 'structure_from_obj',
+           'read_structures_json', 'read_table', 'import_dataset', 'dataset_fingerprint', 'clear_caches',
+           'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -133,154 +135,19 @@ class Dataset:
         raise DatasetError(f"dataset {self.name!r} has no file {name!r}; files: {[f.name for f in self.files]}")
 
 # %% ../nbs/03_sources.ipynb #73d5fffe
-_GH = "https://raw.githubusercontent.com"
-_MTCGCNN = "bdfaf106c3bcc7d49f543da7eabc5fed4fb733b3"  # kdmsit/mt-cgcnn, last commit with data/
-_MEGNET = "4f3c76c6b99edcb41d52ae5e8ae9dc89956d33d1"  # kdmsit/MEGNet HEAD with data_elasticity/
-_MATCALC = "aa76b41edb9ffb62f7efb2b5d3a3f7a8b2b4747d"  # materialsvirtuallab/matcalc
-_MATMINER_SDIST = "https://files.pythonhosted.org/packages/source/m/matminer/matminer-0.3.3.tar.gz"
-_MATMINER_SHA = "b6adfafda2c1ef935e42af8b8354d2e07cf58a1a8c679f4573561b0a487fe6df"
-_DK = "https://raw.githubusercontent.com/raymond-yiqunwang/deepKNet"
-_MP_CITE = "A. Jain et al., APL Mater. 1, 011002 (2013), Materials Project (data CC-BY 4.0)"
-_GZ_NOTE = "mirror gzipped a plain upstream CSV: mirror hash only; upstream bytes checked on first download"
+def load_registry(path: Path | str | None = None,  # a registry file (default: the package's `registry.yaml`)
+                 ) -> dict[str, Dataset]:
+    "The datasets of a registry data file (a YAML list of entries, as pooch keeps `registry.txt`), by name."
+    import yaml
+    text = Path(path).read_text() if path is not None else (resources.files("deepknet_lit") / "registry.yaml").read_text()
+    out = {}
+    for entry in yaml.safe_load(text):
+        files = tuple(RemoteFile(**f) for f in entry.pop("files"))
+        out[entry["name"]] = Dataset(files=files, labels=tuple(entry.pop("labels")), **entry)
+    return out
 
 
-def _split(fname: str, commit: str, path: str, sha: str) -> RemoteFile:
-    return RemoteFile(fname, sha, f"{_DK}/{commit}/{path}")
-
-
-REGISTRY: dict[str, Dataset] = {
-    "mp_mtcgcnn_36k": Dataset(
-        name="mp_mtcgcnn_36k",
-        description="36,738 MP structures (CIF) with formation energy, band gap, E_Fermi, volume, magnetisation",
-        files=(
-            RemoteFile("mtcgcnn_data_cifs.tar.gz", "ec4e0d549ea8d37ca389cf24685d6b9bda2c37814672a318463e82f0b87263d2",
-                       f"https://github.com/kdmsit/mt-cgcnn/archive/{_MTCGCNN}.tar.gz",
-                       archive_member="data", note="upstream is a folder of 36,738 CIFs; mirror is a tar.gz of it"),
-            RemoteFile("id_prop.csv.gz", "61238fc193df45cdfe7f495236429d6272c4828cd63d9cac4e1b73440a1b20f8",
-                       f"{_GH}/kdmsit/mt-cgcnn/{_MTCGCNN}/data/id_prop.csv", note=_GZ_NOTE),
-            RemoteFile("material_id_hash.csv", "1b23079704f028bd7568bd43162594a59c0e568efafc543e4c7bfe80791542f4",
-                       f"{_GH}/kdmsit/mt-cgcnn/{_MTCGCNN}/data/material_id_hash.csv"),
-            RemoteFile("mpids_full.csv.gz", "6e8c4d5946132d37b7044309223ed73449a4f66d3357df3121c55092b6be8f64",
-                       f"{_GH}/kdmsit/mt-cgcnn/{_MTCGCNN}/mpids_full.csv", note=_GZ_NOTE),
-            RemoteFile("derived_e_above_hull_subset_hull.csv.gz",
-                       "0d4a1ed99be432e7fb07ecbfe7804090c475c1147266e4f380d0e26fdc469b22",
-                       None, note="DERIVED by the mirror (pymatgen PatchedPhaseDiagram on these 36,738 entries); no upstream"),
-            RemoteFile("alt_labels_kdmsit_MEGNet_id_prop.csv.gz",
-                       "12b55bec9d81b38a5fcef5d93b42564a6b97a2a88404ada67384d796eae2ab99",
-                       f"{_GH}/kdmsit/MEGNet/{_MEGNET}/data/id_prop.csv", note=_GZ_NOTE + " (CRLF stripped)"),
-            RemoteFile("alt_labels_kdmsit_MEGNet_material_id_hash.csv.gz",
-                       "7bd1269ed9ac022dcc1a0ad7316a4dd36072844244e57a9b35f76ef238caa4fe",
-                       f"{_GH}/kdmsit/MEGNet/{_MEGNET}/data/material_id_hash.csv", note=_GZ_NOTE + " (CRLF stripped)"),
-        ),
-        upstream=f"github.com/kdmsit/mt-cgcnn @ {_MTCGCNN} (folder data/)",
-        licence="MIT (Copyright 2018 Soumya Sanyal); data: Materials Project, CC-BY 4.0",
-        citation="S. Sanyal et al., MT-CGCNN, arXiv:1811.05660 (2018); " + _MP_CITE,
-        n_entries=36738,
-        labels=("formation_energy_per_atom", "band_gap", "efermi", "volume", "total_magnetization"),
-        structures="CIF per entry in tar.gz (data/<idx>.cif)",
-    ),
-    "mp_binary_elasticity": Dataset(
-        name="mp_binary_elasticity",
-        description="3,953 MP binary compounds with VRH bulk and shear moduli (MP, January 2025)",
-        files=(
-            RemoteFile("mp-binary-pbe-elasticity-2025.1.json.gz",
-                       "5689599491322805bda913663eeef8d567f64ada80c90173d50fb7b6fb0b5896",
-                       f"{_GH}/materialsvirtuallab/matcalc/{_MATCALC}/benchmark_data/mp-binary-pbe-elasticity-2025.1.json.gz",
-                       upstream_sha256="5689599491322805bda913663eeef8d567f64ada80c90173d50fb7b6fb0b5896"),
-        ),
-        upstream=f"github.com/materialsvirtuallab/matcalc @ {_MATCALC}",
-        licence="BSD-3-Clause (matcalc); data: Materials Project, CC-BY 4.0",
-        citation="matcalc benchmark data (Materials Virtual Lab); " + _MP_CITE,
-        n_entries=3953,
-        labels=("bulk_modulus_vrh", "shear_modulus_vrh"),
-        structures="pymatgen Structure.as_dict in json.gz",
-    ),
-    "mp_elastic_3k_cgcnn": Dataset(
-        name="mp_elastic_3k_cgcnn",
-        description="3,191 MP structures (CIF) with K_VRH, G_VRH (whole GPa) and Poisson ratio",
-        files=(
-            RemoteFile("data_elasticity_cifs.tar.gz", "b043d000aec4fe2f7306285250b40ebeefcef1c6230ab6d8beec06328f25320d",
-                       f"https://github.com/kdmsit/MEGNet/archive/{_MEGNET}.tar.gz", archive_member="data_elasticity",
-                       note="upstream is a folder of 3,191 CIFs; mirror is a tar.gz of it"),
-            RemoteFile("id_prop.csv", "f395d6db6dfa2c4f3ddf0ad12c4b91448a3a4cdb2c39692eefdd99ea3cf2f11d",
-                       f"{_GH}/kdmsit/MEGNet/{_MEGNET}/data_elasticity/id_prop.csv"),
-            RemoteFile("material_id_hash.csv", "f98cb9d998b6b6c90d0343f2dcd8b1a4187f9102379c82689e52d7013ddf028c",
-                       f"{_GH}/kdmsit/MEGNet/{_MEGNET}/data_elasticity/material_id_hash.csv"),
-        ),
-        upstream=f"github.com/kdmsit/MEGNet @ {_MEGNET} (folder data_elasticity/)",
-        licence="MIT (Copyright 2020 Kishalay Das); data: Materials Project, CC-BY 4.0",
-        citation="K. Das, kdmsit/MEGNet data_elasticity; " + _MP_CITE,
-        n_entries=3191,
-        labels=("K_VRH", "G_VRH", "poisson_ratio"),
-        structures="CIF per entry in tar.gz (data_elasticity/<idx>.cif)",
-    ),
-    "mp_legacy_2015": Dataset(
-        name="mp_legacy_2015",
-        description="three 2015 MP datasets from the matminer 0.3.3 sdist: elastic tensors, dielectric, FLLA E_hull",
-        files=tuple(
-            RemoteFile(f, sha, _MATMINER_SDIST, upstream_sha256=_MATMINER_SHA,
-                       archive_member=f"matminer-0.3.3/matminer/datasets/{f}")
-            for f, sha in [
-                ("elastic_tensor.csv.gz", "dd6a66926aacf4218a228c33e13c8d4b98a58ce5842752c7a4c6a61bf3a3795e"),
-                ("dielectric_constant.csv.gz", "2732aa1911f93093db19da0680bcc001eeb77114b9b922f55e3eeee66e7b385a"),
-                ("flla_2015.csv.gz", "642a2d22e59256fac34ae245af553d721f208beed9475e7e4d1f81038061be51"),
-            ]
-        ),
-        upstream="PyPI matminer==0.3.3 sdist, matminer/datasets/",
-        licence="matminer LICENSE (LBNL modified BSD); data: Materials Project, CC-BY 4.0",
-        citation=("M. de Jong et al., Sci. Data 2, 150009 (2015); I. Petousis et al., Sci. Data 4, 160134 (2017); "
-                  "F. Faber et al., Int. J. Quantum Chem. 115, 1094 (2015); " + _MP_CITE),
-        n_entries=1181 + 1056 + 3938,
-        labels=("K_VRH", "G_VRH", "band_gap", "e_above_hull", "formation_energy_per_atom"),
-        structures="POSCAR/CIF strings (elastic, dielectric) or str(pymatgen dict) (flla)",
-    ),
-    "deepknet_splits": Dataset(
-        name="deepknet_splits",
-        description="the deepKNet paper's own train/valid/test mp-id lists (ids only)",
-        files=tuple(
-            _split(f, c, p, s) for f, c, p, s in [
-                ("misc_gap_split1.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/gap_split1.csv",
-                 "1dd684a4f5e7c701944519b5a47759cd51aed7a34393bbb58e46f905477420e1"),
-                ("misc_gap_split2.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/gap_split2.csv",
-                 "7ab9785ea631ee994507694e94855a1913fa91faf3a3a3184e556e2084a785bf"),
-                ("misc_gap_split3.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/gap_split3.csv",
-                 "517511e48c1d70bd6d5c52a52e27a81aca7693f843e01bff993f61509e0fa229"),
-                ("misc_gap_split4.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/gap_split4.csv",
-                 "535038a2fa2758fa002279e4159ac7bb29a86f5b45e3ba451a6b760a3311d7b1"),
-                ("misc_gap_split5.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/gap_split5.csv",
-                 "a85a7af0ffe66c1929cd354dbf7c73f2a929a467dee7a2cac1f4c8320bc14636"),
-                ("misc_elastic_split1.csv", "407e803f858c74bb67aa6c7a234d2254f5048260~1", "misc/elastic_split1.csv",
-                 "0c39efdaf92b00411770c443c9affca57e5583eb5f6350b798efcf83b2a15bfc"),
-                ("misc_elastic_split2.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/elastic_split2.csv",
-                 "001c897064e7e999c14162614de430329bab24b30f890208927b414861ede566"),
-                ("misc_elastic_split3.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/elastic_split3.csv",
-                 "478f0d83607e3fa410ccc795bb16e4c96ba27afbf85605a4881e9a8d480adec0"),
-                ("misc_elastic_split4.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/elastic_split4.csv",
-                 "333143a4668764cba8d7c7cd87f59dc3c58a0a6b75ddf7e1b316c522feeda299"),
-                ("misc_elastic_split5.csv", "80ce2039ea138fd937142d778e6cee5d72ae2163~1", "misc/elastic_split5.csv",
-                 "d90a0bf936a2100093a65759f03d4a55a56fad8a39a3fa89f5c7028ddbbe174d"),
-                ("misc_Xsys_split1.csv", "407e803f858c74bb67aa6c7a234d2254f5048260~1", "misc/Xsys_split1.csv",
-                 "03b5b92ecf5d93c953b24b50a7c14312ab589f0259317e6b5aca9699eadbda7a"),
-                ("misc_MIC_split1.csv", "407e803f858c74bb67aa6c7a234d2254f5048260~1", "misc/MIC_split1.csv",
-                 "0b56bef561964d92527d9f04367e98a14344c3cc6e2b0cae5d475ce97b058028"),
-                ("misc_band_gap_split1.csv", "3ceb0892c01b0835056f7f62b5af33fa56ebea9b~1", "misc/band_gap_split1.csv",
-                 "1dd684a4f5e7c701944519b5a47759cd51aed7a34393bbb58e46f905477420e1"),
-                ("misc_band_gap_splitx.csv", "3ceb0892c01b0835056f7f62b5af33fa56ebea9b~1", "misc/band_gap_splitx.csv",
-                 "0ca13414c71058ff1f43d2a110ff7b7ffe6d82ab62ae121e43bb5425df473fea"),
-                ("data_gen_data_split1.csv", "347e9b227157ff8bdab2ad6fc194049893159571~1", "data_gen/data_split1.csv",
-                 "1dd684a4f5e7c701944519b5a47759cd51aed7a34393bbb58e46f905477420e1"),
-                ("misc_topo_MPdata_14k.csv", "74352222ecb04125b370cc461911258d54dd6db0~1", "misc/topo_MPdata_14k.csv",
-                 "1e71c012ec67b8b1cd4effc36b1d8b1e8624e7aa4bb26c52f9ff82e5a5485aae"),
-            ]
-        ),
-        upstream="github.com/raymond-yiqunwang/deepKNet (files from the parent of the commit that deleted each; see SOURCES.txt)",
-        licence="MIT (deepKNet)",
-        citation="Y. Wang et al., Phys. Rev. Research 4, 023029 (2022)",
-        n_entries=48440,
-        labels=(),
-        structures="",
-    ),
-}
+REGISTRY: dict[str, Dataset] = load_registry()
 
 # %% ../nbs/03_sources.ipynb #e2d3b22e
 def get_dataset(name: str) -> Dataset:

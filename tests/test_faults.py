@@ -150,7 +150,8 @@ def fake_downloads(monkeypatch, payloads: list[bytes]) -> list:
 
 def github_archive(hostile: str | None, outside: Path) -> bytes:
     "A GitHub-style archive of kdmsit/MEGNet with one CIF, plus one hostile member."
-    top = f"MEGNet-{src._MEGNET}"
+    url = src.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url  # .../archive/<commit>.tar.gz
+    top = f"MEGNet-{url.rsplit('/', 1)[1][:-len('.tar.gz')]}"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         def add(name, data=b"", **attrs):

@@ -194,6 +194,7 @@ def test_the_built_wheel_ships_the_models_and_predicts_from_anywhere(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in PRETRAINED:
         assert {f"deepknet_lit/models/{name}/weights.pt", f"deepknet_lit/models/{name}/card.json"} <= names
+    assert "deepknet_lit/registry.yaml" in names  # the dataset registry is package data
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, capture_output=True)
     (tmp_path / "empty").mkdir()

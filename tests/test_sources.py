@@ -400,10 +400,11 @@ def test_cif_folder_from_upstream_archive(tmp_path, monkeypatch, tmp_cache):
     "Without a mirror, the CIF set comes from the repository archive at the pinned commit (faked here)."
     monkeypatch.setenv(src.DATA_ENV, str(tmp_path / "empty_mirror"))
     s = rocksalt()
+    commit = src.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url.rsplit("/", 1)[1][:-len(".tar.gz")]
 
     def fake_retrieve(url, known_hash=None, fname=None, path=None, progressbar=False, processor=None):
-        assert url.endswith(".tar.gz") and src._MEGNET in url and callable(processor)  # unpacks with safe_extract
-        top = Path(path) / "x.tar.gz.untar" / f"MEGNet-{src._MEGNET}"
+        assert url.endswith(f"{commit}.tar.gz") and callable(processor)  # unpacks with safe_extract
+        top = Path(path) / "x.tar.gz.untar" / f"MEGNet-{commit}"
         for folder in ("data_elasticity", "data"):
             (top / folder).mkdir(parents=True, exist_ok=True)  # pooch re-uses an unpacked archive
         (top / "data_elasticity" / "0.cif").write_text(s.to(fmt="cif"))
