@@ -31,13 +31,13 @@ from pymatgen.core.periodic_table import DummySpecies
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'DatasetError', 'ChecksumError', 'RecordError', 'data_root',
-           'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset', 'load_registry', 'get_dataset',
-           'sha256_file', 'verify_file', 'safe_extract', 'fetch', 'Record', 'check_structure', 'RecordSet',
-           'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts', 'formulas', 'structure_loader',
-           'note_failure', 'iter_records', 'load_records', 'read_cgcnn_folder', 'structure_from_obj',
-           'read_structures_json', 'read_table', 'import_dataset', 'dataset_fingerprint', 'clear_caches',
-           'list_datasets']
+__all__ = ['DATA_ENV', 'CACHE_ENV', 'REGISTRY', 'MIN_SITE_DISTANCE', 'LABEL_READERS', 'DatasetError', 'ChecksumError',
+           'RecordError', 'data_root', 'cache_root', 'user_datasets', 'check_name', 'RemoteFile', 'Dataset',
+           'load_registry', 'get_dataset', 'sha256_file', 'verify_file', 'safe_extract', 'fetch', 'Record',
+           'check_structure', 'RecordSet', 'cif_blocks', 'parse_cif', 'load_labels', 'paper_split', 'cif_texts',
+           'formulas', 'structure_loader', 'note_failure', 'iter_records', 'load_records', 'read_cgcnn_folder',
+           'structure_from_obj', 'read_structures_json', 'read_table', 'import_dataset', 'dataset_fingerprint',
+           'clear_caches', 'list_datasets']
 
 # %% ../nbs/03_sources.ipynb #fb025fda
 DATA_ENV = "DEEPKNET_DATA"  # environment variable: folder holding the offline mirror
@@ -458,55 +458,74 @@ def _legacy_table(table: str | None) -> str:
     return table
 
 
+def _mtcgcnn_labels(table: str | None) -> pd.DataFrame:
+    "mp_mtcgcnn_36k: its id_prop.csv with mp-ids and the derived E_hull; table 'alt': another snapshot's labels."
+    base = "mp_mtcgcnn_36k"
+    p = fetch(base, ["id_prop.csv.gz", "material_id_hash.csv", "derived_e_above_hull_subset_hull.csv.gz"])
+    if table == "alt":  # same structures, labels from another MP snapshot (kdmsit/MEGNet)
+        p = fetch(base, ["alt_labels_kdmsit_MEGNet_id_prop.csv.gz", "alt_labels_kdmsit_MEGNet_material_id_hash.csv.gz"])
+        props, ids = p["alt_labels_kdmsit_MEGNet_id_prop.csv.gz"], p["alt_labels_kdmsit_MEGNet_material_id_hash.csv.gz"]
+    else:
+        props, ids = p["id_prop.csv.gz"], p["material_id_hash.csv"]
+    df = pd.read_csv(props, header=None, names=["idx", *REGISTRY[base].labels])
+    df = df.merge(pd.read_csv(ids, header=None, names=["idx", "material_id"]), on="idx", validate="1:1")
+    if table == "alt":  # its idx numbers another folder: point idx at our CIFs through the mp-id
+        main = pd.read_csv(fetch(base, ["material_id_hash.csv"])["material_id_hash.csv"], header=None,
+                           names=["idx", "material_id"])
+        df = df.drop(columns="idx").merge(main, on="material_id", how="inner", validate="1:1")
+        return df[["idx", *[c for c in df.columns if c != "idx"]]]
+    hull = pd.read_csv(p["derived_e_above_hull_subset_hull.csv.gz"])
+    return df.merge(hull[["idx", "e_above_hull_subset"]], on="idx", how="left")
+
+
+def _elastic_3k_labels(table: str | None) -> pd.DataFrame:
+    "mp_elastic_3k_cgcnn: K_VRH, G_VRH, Poisson ratio by CIF index, with mp-ids."
+    p = fetch("mp_elastic_3k_cgcnn", ["id_prop.csv", "material_id_hash.csv"])
+    df = pd.read_csv(p["id_prop.csv"], header=None, names=["idx", "K_VRH", "G_VRH", "poisson_ratio"])
+    return df.merge(pd.read_csv(p["material_id_hash.csv"], header=None, names=["idx", "material_id"]), on="idx", validate="1:1")
+
+
+def _binary_elasticity_labels(table: str | None) -> pd.DataFrame:
+    "mp_binary_elasticity: the matcalc JSON's VRH moduli."
+    rows = _binary_json()
+    return pd.DataFrame({"idx": range(len(rows)), "material_id": [r["mp_id"] for r in rows],
+                         "formula": [r["formula"] for r in rows],
+                         "K_VRH": [float(r["bulk_modulus_vrh"]) for r in rows],
+                         "G_VRH": [float(r["shear_modulus_vrh"]) for r in rows]})
+
+
+_LEGACY_COLUMNS = {"flla": ["material_id", "formula", "e_above_hull", "formation_energy_per_atom", "nsites"],
+                   "elastic_tensor": ["material_id", "formula", "K_VRH", "G_VRH", "poisson_ratio", "space_group", "nsites"],
+                   "dielectric_constant": ["material_id", "formula", "band_gap", "n", "space_group", "nsites"]}
+
+def _legacy_labels(table: str | None) -> pd.DataFrame:
+    "mp_legacy_2015: one of its three matminer tables (default flla), numbered by row."
+    table = _legacy_table(table)
+    f = _LEGACY_TABLES[table]
+    df = pd.read_csv(fetch("mp_legacy_2015", [f])[f], comment="#")
+    df = df.drop(columns=[c for c in df.columns if c == "idx" or c.startswith("Unnamed")]).reset_index(drop=True)
+    df.insert(0, "idx", range(len(df)))  # row number: how structure_loader finds the row
+    return df[["idx", *_LEGACY_COLUMNS[table]]]
+
+
+def _splits_labels(table: str | None) -> pd.DataFrame:
+    "deepknet_splits: every published split file's (material_id, part), with the file it came from."
+    return pd.concat([paper_split(f).assign(split_file=f) for f in
+                      [x.name for x in REGISTRY["deepknet_splits"].files if "topo" not in x.name]], ignore_index=True)
+
+
+LABEL_READERS = {  # registry dataset -> reader(table) of its label table (one reader per dataset)
+    "mp_mtcgcnn_36k": _mtcgcnn_labels, "mp_elastic_3k_cgcnn": _elastic_3k_labels,
+    "mp_binary_elasticity": _binary_elasticity_labels, "mp_legacy_2015": _legacy_labels, "deepknet_splits": _splits_labels}
+
+
 @lru_cache(maxsize=8)
 def _labels_cached(name: str) -> pd.DataFrame:
     base, table = _split_name(name)
     if base in _user_index():
         return _user_labels(base)
     get_dataset(base)
-    if base == "mp_mtcgcnn_36k":
-        p = fetch(base, ["id_prop.csv.gz", "material_id_hash.csv", "derived_e_above_hull_subset_hull.csv.gz"])
-        if table == "alt":  # same structures, labels from another MP snapshot (kdmsit/MEGNet)
-            p = fetch(base, ["alt_labels_kdmsit_MEGNet_id_prop.csv.gz", "alt_labels_kdmsit_MEGNet_material_id_hash.csv.gz"])
-            props, ids = p["alt_labels_kdmsit_MEGNet_id_prop.csv.gz"], p["alt_labels_kdmsit_MEGNet_material_id_hash.csv.gz"]
-        else:
-            props, ids = p["id_prop.csv.gz"], p["material_id_hash.csv"]
-        df = pd.read_csv(props, header=None, names=["idx", *REGISTRY[base].labels])
-        df = df.merge(pd.read_csv(ids, header=None, names=["idx", "material_id"]), on="idx", validate="1:1")
-        if table == "alt":  # its idx numbers another folder: point idx at our CIFs through the mp-id
-            main = pd.read_csv(fetch(base, ["material_id_hash.csv"])["material_id_hash.csv"], header=None,
-                               names=["idx", "material_id"])
-            df = df.drop(columns="idx").merge(main, on="material_id", how="inner", validate="1:1")
-            df = df[["idx", *[c for c in df.columns if c != "idx"]]]
-        else:
-            hull = pd.read_csv(p["derived_e_above_hull_subset_hull.csv.gz"])
-            df = df.merge(hull[["idx", "e_above_hull_subset"]], on="idx", how="left")
-    elif base == "mp_elastic_3k_cgcnn":
-        p = fetch(base, ["id_prop.csv", "material_id_hash.csv"])
-        df = pd.read_csv(p["id_prop.csv"], header=None, names=["idx", "K_VRH", "G_VRH", "poisson_ratio"])
-        df = df.merge(pd.read_csv(p["material_id_hash.csv"], header=None, names=["idx", "material_id"]),
-                      on="idx", validate="1:1")
-    elif base == "mp_binary_elasticity":
-        rows = _binary_json()
-        df = pd.DataFrame({"idx": range(len(rows)), "material_id": [r["mp_id"] for r in rows],
-                           "formula": [r["formula"] for r in rows],
-                           "K_VRH": [float(r["bulk_modulus_vrh"]) for r in rows],
-                           "G_VRH": [float(r["shear_modulus_vrh"]) for r in rows]})
-    elif base == "mp_legacy_2015":
-        table = _legacy_table(table)
-        f = _LEGACY_TABLES[table]
-        df = pd.read_csv(fetch(base, [f])[f], comment="#")
-        keep = {"flla": ["material_id", "formula", "e_above_hull", "formation_energy_per_atom", "nsites"],
-                "elastic_tensor": ["material_id", "formula", "K_VRH", "G_VRH", "poisson_ratio", "space_group", "nsites"],
-                "dielectric_constant": ["material_id", "formula", "band_gap", "n", "space_group", "nsites"]}[table]
-        df = df.drop(columns=[c for c in df.columns if c == "idx" or c.startswith("Unnamed")]).reset_index(drop=True)
-        df.insert(0, "idx", range(len(df)))  # row number: how structure_loader finds the row
-        df = df[["idx", *keep]]
-    elif base == "deepknet_splits":
-        df = pd.concat([paper_split(f).assign(split_file=f) for f in
-                        [x.name for x in REGISTRY[base].files if "topo" not in x.name]], ignore_index=True)
-        return df
-    return df.reset_index(drop=True)
+    return LABEL_READERS[base](table).reset_index(drop=True)
 
 
 def load_labels(name: str) -> pd.DataFrame:
