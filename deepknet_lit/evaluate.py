@@ -17,9 +17,8 @@ import torch
 from .augment import augment, resolve_rotation
 
 # %% auto #0
-__all__ = ['REGRESSION_METRICS', 'SUMMARY_KEYS', 'evaluate_probs', 'bootstrap_ci', 'predict_outputs', 'predict_probs',
-           'evaluate_values', 'bootstrap_values_ci', 'summarize_seeds', 'format_summary', 'plot_roc', 'plot_confusion',
-           'jsonable', 'write_json']
+__all__ = ['REGRESSION_METRICS', 'evaluate_probs', 'bootstrap_ci', 'predict_outputs', 'predict_probs', 'evaluate_values',
+           'bootstrap_values_ci', 'plot_roc', 'plot_confusion', 'jsonable', 'write_json']
 
 # %% ../nbs/08_evaluate.ipynb #bbf1a166
 def _skm():
@@ -220,29 +219,6 @@ def bootstrap_values_ci(
     a = (1 - level) / 2
     return dict(low=float(np.quantile(vals, a)), high=float(np.quantile(vals, 1 - a)), mean=float(vals.mean()),
                 std=float(vals.std(ddof=1)), level=level, n_boot=int(len(vals)), seed=seed)
-
-# %% ../nbs/08_evaluate.ipynb #1285ddf4
-SUMMARY_KEYS = ("roc_auc", "accuracy", "balanced_accuracy", "f1")
-
-def summarize_seeds(
-    runs: list,                 # metrics dicts: training results ({"test": {...}}) or evaluate_probs results
-    split: str = "test",        # which split to read when present
-    keys: tuple = SUMMARY_KEYS, # metrics to summarise
-) -> dict:
-    "Per metric: `{mean, std, n, values}` over runs (sample std, ddof=1; 0 for a single run)."
-    if not runs:
-        raise ValueError("summarize_seeds needs at least one metrics dict")
-    out = {}
-    for k in keys:
-        vals = [float(r.get(split, r)[k]) for r in runs if k in r.get(split, r)]
-        if vals:
-            v = np.asarray(vals)
-            out[k] = dict(mean=float(v.mean()), std=float(v.std(ddof=1)) if len(v) > 1 else 0.0, n=len(v), values=vals)
-    return out
-
-def format_summary(summary: dict, key: str = "roc_auc") -> str:
-    "'0.912 ± 0.003' for one metric of a summary."
-    return f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"
 
 # %% ../nbs/08_evaluate.ipynb #7bc69000
 def plot_roc(

@@ -36,18 +36,6 @@ def _as_tensor(x) -> torch.Tensor:
     return x
 
 
-def _pick_critical(out, batch: int) -> torch.Tensor:
-    "The (B, m) integer argmax tensor among whatever `forward(..., return_critical=True)` returned."
-    if isinstance(out, dict):
-        out = out.get("critical", out.get("critical_idx"))
-    parts = out if isinstance(out, (tuple, list)) else (out,)
-    for p in parts:
-        if isinstance(p, torch.Tensor) and not p.is_floating_point() and p.ndim == 2 and p.shape[0] == batch:
-            return p
-    raise TypeError("the model did not return a (B, m) integer tensor of critical indices for return_critical=True; "
-                    "use a max-pooling PointNet from deepknet_lit.model")
-
-
 @torch.no_grad()
 def critical_indices(
     model: torch.nn.Module,  # a max-pooling PointNet whose forward accepts return_critical=True
@@ -62,7 +50,7 @@ def critical_indices(
     model.eval()
     try:
         device = next(model.parameters()).device
-        idx = _pick_critical(model(x.to(device), return_critical=True), x.shape[0])
+        _, idx = model(x.to(device), return_critical=True)  # PointNet: (logits, (B, m) argmax point per feature)
     finally:
         model.train(was_training)
     return idx.cpu().numpy().astype(np.int64)

@@ -39,10 +39,10 @@ from .tasks import make_splits, split_hash
 
 # %% auto #0
 __all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'FIXED_PERTURBATIONS', 'fast_malloc_active',
-           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'train_from_cli', 'ArrayStore',
-           'load_npz_store', 'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device',
-           'build_model', 'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding',
-           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'main']
+           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'ArrayStore', 'load_npz_store',
+           'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model',
+           'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data',
+           'evaluate_rows', 'selection_score', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -209,22 +209,6 @@ def make_config(
         d.update(load_config_file(config_file))
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(d)
-
-# %% ../nbs/07_train.ipynb #e45709ec
-def train_from_cli(
-    task: str,                  # task name
-    profile: str | None = "quick",  # "quick", "cpu", "gpu"
-    out_dir=None,               # run directory
-    config_file=None,           # JSON/YAML config file
-    resume: bool = True,        # continue an interrupted run in out_dir
-    progress: bool = True,      # tqdm bars
-    **overrides,                # TrainConfig fields from flags (None: not given)
-) -> dict:
-    "make_config(profile, config_file, task=task, **overrides), then train it into `out_dir`."
-    if out_dir is None:
-        raise ValueError("out_dir is required (the run directory for checkpoints and metrics.json)")
-    cfg = make_config(profile, config_file, task=task, **overrides)
-    return train(cfg, out_dir, resume=resume, progress=progress)
 
 # %% ../nbs/07_train.ipynb #71b8421a
 @dataclass

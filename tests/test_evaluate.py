@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from deepknet_lit.evaluate import (bootstrap_ci, evaluate_probs, predict_probs, summarize_seeds, plot_roc,
+from deepknet_lit.evaluate import (bootstrap_ci, evaluate_probs, predict_probs, plot_roc,
                                    plot_confusion, write_json)
 from deepknet_lit.model import PointNet
 
@@ -72,16 +72,6 @@ def test_bootstrap_seeded_and_covers(binary):
     assert a["low"] < auc < a["high"] and a["high"] - a["low"] < 0.2
     acc = bootstrap_ci(y, p, metric="accuracy", n_boot=100)
     assert acc["low"] <= skm.accuracy_score(y, p.argmax(1)) <= acc["high"]
-
-
-def test_summarize_seeds():
-    runs = [{"test": {"roc_auc": v, "accuracy": 0.8}} for v in (0.9, 0.95, 0.85)]
-    s = summarize_seeds(runs)
-    assert s["roc_auc"]["mean"] == pytest.approx(0.9) and s["roc_auc"]["std"] == pytest.approx(0.05)
-    assert s["accuracy"]["std"] == pytest.approx(0, abs=1e-12) and s["roc_auc"]["n"] == 3
-    assert summarize_seeds([{"roc_auc": 0.7}])["roc_auc"]["std"] == 0.0
-    with pytest.raises(ValueError):
-        summarize_seeds([])
 
 
 def test_predict_probs_reproducible_and_order_preserving():

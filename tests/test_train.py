@@ -72,10 +72,10 @@ def test_train_writes_metrics_and_learns(tmp_path, npz):
     assert (tmp_path / "run" / "evaluation_test.json").exists()
 
 
-def test_train_from_cli_and_phi4(tmp_path, npz):
-    res = T.train_from_cli("metallicity", profile=None, out_dir=tmp_path / "cli", progress=False,
-                           store_path=str(npz), mlp=(8,), head=(4,), epochs=1, batch_size=16, device="cpu",
-                           num_threads=1)
+def test_make_config_then_train_and_phi4(tmp_path, npz):
+    cfg = T.make_config(None, task="metallicity", store_path=str(npz), mlp=(8,), head=(4,), epochs=1, batch_size=16,
+                        device="cpu", num_threads=1)
+    res = T.train(cfg, tmp_path / "cli", progress=False)
     assert res["config"]["mlp"] == [8] and 0 <= res["test"]["roc_auc"] <= 1
     c = T.make_config("quick", perturbation="phi4")
     assert c.probe == "neutron" and c.perturbation == "phi1"
