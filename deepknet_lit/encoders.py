@@ -19,7 +19,7 @@ from .diffraction import CU_KALPHA
 
 # %% auto #0
 __all__ = ['ENCODERS', 'LOG_SPAN', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError', 'read_pattern',
-           'pattern_points', 'build_encoder']
+           'pattern_points', 'build_encoder', 'encoder_version']
 
 # %% ../nbs/19_encoders.ipynb #aad98a3f
 ENCODERS = ("none", "invariant", "powder")
@@ -37,6 +37,7 @@ def lorentz_polarisation(s: torch.Tensor,  # |g| = 1/d in Å⁻¹
 # %% ../nbs/19_encoders.ipynb #a08a46d9
 class PowderEncoder(nn.Module):
     "Points [x, y, z, Ĩ] → powder lines [|g|, Ĩ_line]: reflections of equal |g| merged, Lorentz-polarised, relative to the strongest."
+    version = 1  # bump when the same input would encode differently (names cached results and encodings)
     def __init__(self,
                  in_dim: int = 4,  # 4 = [x, y, z, Ĩ]; 3 = no intensity (then each point is just its |g|)
                  wavelength: float = CU_KALPHA,  # Å: which reflections an instrument reaches, and the LP factor
@@ -66,28 +67,31 @@ class PowderEncoder(nn.Module):
 # %% ../nbs/19_encoders.ipynb #42bae854
 class InvariantEncoder(nn.Module):
     "Points [x, y, z, Ĩ] → [|g_i|, Ĩ_i, radial counts, intensity-weighted radial counts]: unchanged by any rotation."
+    version = 2  # 2: bins scaled to each cloud (1: fixed bins to 4 Å⁻¹); names cached encodings (train.fixed_encoding)
     def __init__(self,
                  in_dim: int = 4,  # 4 = [x, y, z, Ĩ]; 3 = no intensity (no Ĩ and no weighted distribution)
                  n_radial: int = 16,  # Gaussian bins of the pair distances
-                 r_max: float = 4.0,  # Å⁻¹, centre of the last bin (longer distances reach only its Gaussian tail)
+                 r_max: float | None = None,  # Å⁻¹, centre of the last bin; None: twice the cloud's largest |g|
                 ):
         super().__init__()
-        self.in_dim, self.n_radial, self.width = in_dim, n_radial, r_max / (n_radial - 1)
+        self.in_dim, self.n_radial, self.r_max = in_dim, n_radial, r_max
         self.out_dim = 2 + 2 * n_radial if in_dim == 4 else 1 + n_radial
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, in_dim) → (B, n, out_dim)
         g = x[..., :3].double()
-        n = g.shape[1]
+        n, norm = g.shape[1], g.norm(dim=-1)  # (B, n) |g_i|
+        span = (2 * norm.max(dim=1).values).clamp_min(1e-9) if self.r_max is None else torch.full_like(norm[:, 0], self.r_max)
+        width = (span / (self.n_radial - 1))[:, None, None]  # (B, 1, 1) Å⁻¹ between bin centres
         # distances in float64 (rotation-exact), then in units of the bin width as float32: bin k is centred on u = k
-        u = (torch.cdist(g, g, compute_mode="donot_use_mm_for_euclid_dist") / self.width).float()  # (B, n, n)
+        u = (torch.cdist(g, g, compute_mode="donot_use_mm_for_euclid_dist") / width).float()  # (B, n, n)
         w = denormalise_t(x[..., 3]).float() if self.in_dim == 4 else None
         counts, weighted = [], []
         for k in range(self.n_radial):  # one bin at a time: (B, n, n) memory, not (B, n, n, K)
             rbf = torch.exp(-0.5 * (u - k) ** 2)
             counts.append(rbf.sum(-1) / n)
             if w is not None: weighted.append(torch.log1p(torch.bmm(rbf, w[..., None])[..., 0]))
-        feats = [g.norm(dim=-1, keepdim=True).float()]
+        feats = [norm[..., None].float()]
         if w is not None: feats.append(x[..., 3:4].float())
         feats.append(torch.stack(counts, -1))
         if w is not None: feats.append(torch.stack(weighted, -1))
@@ -146,3 +150,7 @@ def build_encoder(name: str,  # one of ENCODERS
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
     return None if name == "none" else InvariantEncoder(in_dim) if name == "invariant" else PowderEncoder(in_dim)
+
+def encoder_version(name: str) -> int | None:
+    "The version of encoder `name` (None for 'none'): part of the key of every cached result that used it."
+    return None if name == "none" else (InvariantEncoder if name == "invariant" else PowderEncoder).version

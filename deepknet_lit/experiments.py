@@ -18,6 +18,7 @@ from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .sources import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
+from .encoders import encoder_version
 from .tasks import REGRESSION_TASKS, data_task, is_regression, load_task, make_splits, split_hash
 from .train import PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
 from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
@@ -279,8 +280,10 @@ def experiment_key(config,  # the experiment's TrainConfig
                    task,  # the TaskData it reads (its fingerprint names the data)
                   ) -> str:
     "The cache key of an experiment: configuration, held-out ids, data fingerprint, featurizer and training versions."
-    return config_key({"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
-                       "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION})
+    key = {"config": config.to_dict(), "exclude": exclude, "data": task_fingerprint(task),
+           "featurizer": FEATURIZER_VERSION, "training": TRAINING_VERSION}
+    if config.encoder != "none": key["encoder"] = encoder_version(config.encoder)  # the paper's runs keep their keys
+    return config_key(key)
 
 def run_experiment(task: str,  # task name
                    n: int = 343,  # number of diffraction points (3, 4, 27, 125, 343)

@@ -451,7 +451,9 @@ def fixed_encoding(model: PointNet,  # a model whose `encoder` may be invariant
                   ) -> np.ndarray | None:  # (N, n, encoder width) or None when the input of every step differs
     "The encoder's output for every material, when rotations, shuffles and the perturbation cannot change it (else None)."
     if model.encoder is None or config.perturbation not in FIXED_PERTURBATIONS: return None
-    h = hashlib.sha256(json.dumps([type(model.encoder).__name__, model.hparams, config.perturbation, features.shape]).encode())
+    enc = model.encoder
+    h = hashlib.sha256(json.dumps([type(enc).__name__, getattr(enc, "version", 1), model.hparams, config.perturbation,
+                                   features.shape]).encode())
     for s in range(0, len(features), 4096): h.update(np.ascontiguousarray(features[s:s + 4096], dtype=np.float32).tobytes())
     path = cache_root() / "encoded" / f"{h.hexdigest()[:24]}.npy"
     if path.exists():
@@ -460,7 +462,7 @@ def fixed_encoding(model: PointNet,  # a model whose `encoder` may be invariant
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     out = None
-    enc = model.encoder.to("cpu")
+    enc = enc.to("cpu")
     for s in tqdm(range(0, len(features), batch_size), desc="encode once", disable=not progress):
         x = perturb(torch.from_numpy(np.ascontiguousarray(features[s:s + batch_size], dtype=np.float32)), config.perturbation)
         z = enc(x).numpy()
