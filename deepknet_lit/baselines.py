@@ -23,8 +23,8 @@ from .evaluate import bootstrap_ci, bootstrap_values_ci, evaluate_probs, evaluat
 from .train import TrainConfig, open_data, split_indices
 
 # %% auto #0
-__all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'barcodes', 'param_grid', 'make_estimator', 'fit_baseline', 'fit_regressor',
-           'run_baseline']
+__all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'REGRESSION_MAX_LEAVES', 'barcodes', 'param_grid', 'make_estimator',
+           'fit_baseline', 'fit_regressor', 'run_baseline']
 
 # %% ../nbs/09_baselines.ipynb #214549e7
 def barcodes(
@@ -84,6 +84,8 @@ def _colsample(max_features, n_features: int) -> float:
     return float(min(1.0, max(1, int(k)) / n_features))
 
 
+REGRESSION_MAX_LEAVES = 1024  # XGBoost regressor's leaves per tree where Table IV says "no depth limit" (memory)
+
 def make_estimator(
     kind: str,  # "rf" or "xgb"
     params: dict,  # one entry of `param_grid`
@@ -101,8 +103,11 @@ def make_estimator(
             return RandomForestRegressor(n_estimators=params["n_estimators"], max_depth=depth,
                                          max_features=params["max_features"] or 1.0, random_state=seed, n_jobs=n_jobs)
         import xgboost as xgb
+        # an unbounded regression tree splits down to single materials (squared error never runs out of gradient),
+        # and XGBoost keeps a histogram per node: "no depth limit" becomes at most REGRESSION_MAX_LEAVES leaves
         return xgb.XGBRegressor(n_estimators=params["n_estimators"], max_depth=0 if depth is None else depth,
                                 grow_policy="lossguide" if depth is None else "depthwise",
+                                max_leaves=REGRESSION_MAX_LEAVES if depth is None else 0,
                                 colsample_bynode=_colsample(params["max_features"], n_features),
                                 tree_method="hist", random_state=seed, n_jobs=n_jobs, verbosity=0)
     if kind == "rf":
