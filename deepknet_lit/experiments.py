@@ -354,9 +354,8 @@ def _majority(store, split: dict) -> dict:
 
 def _regression_baseline(store, split, config, model, grid, seed, progress) -> dict:
     "A baseline of a regression target: the training mean for every material ('majority', matbench's Dummy), or trees."
-    y, target, split = regression_data(config, store, split)
-    values = y.astype(np.float64) * target["std"] + target["mean"]
-    values[~np.isfinite(REGRESSION_TASKS[config.task].target(store.values))] = np.nan
+    _, target, split = regression_data(config, store, split)  # its unit and training mean; splits without undefined values
+    values = REGRESSION_TASKS[config.task].target(store.values)
     if model == "majority":
         res = {part: evaluate_values(values[split[part]], np.full(len(split[part]), target["mean"]),
                                      train_mean=target["mean"], unit=target["unit"]) for part in ("valid", "test")}
