@@ -28,7 +28,7 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 import deepknet_lit
-from deepknet_lit import sources, tasks
+from deepknet_lit import records, sources, tasks
 from deepknet_lit.diffraction import point_clouds, standard_cell
 from deepknet_lit.store import build_store
 
@@ -50,7 +50,7 @@ def stage_split(task, texts: dict, idx_of: dict, sample: int, baseline: int) -> 
     cifs = [(task.ids[r], texts[int(idx_of[task.ids[r]])]) for r in rows]
     clock = time.process_time  # CPU time of this process: what the stage costs, whatever else runs on the machine
     t = clock()
-    parsed = [sources.parse_cif(text, mid) for mid, text in cifs]
+    parsed = [records.parse_cif(text, mid) for mid, text in cifs]
     parse_s = clock() - t
     t = clock()
     with warnings.catch_warnings():
@@ -95,7 +95,7 @@ def stage_split(task, texts: dict, idx_of: dict, sample: int, baseline: int) -> 
                      reduce=round((pm_reduce_s / baseline) / (reduce_s / sample), 1)),
         agreement=dict(parse_same_sites_as_cifparser=f"{parse_equal}/{baseline}",
                        cells="moyopy's standard cells equal pymatgen's up to a signed axis permutation: tests/test_cells.py",
-                       note="sources.parse_cif does not snap coordinates within 1e-4 of 1/3, 2/3 as CifParser does; "
+                       note="records.parse_cif does not snap coordinates within 1e-4 of 1/3, 2/3 as CifParser does; "
                             "the few structures that differ move by <1e-4 in fractional coordinates"))
 
 

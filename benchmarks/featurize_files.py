@@ -7,7 +7,7 @@ The CIFs are written from `sources.cif_texts("mp_mtcgcnn_36k")` (a fixed random 
 into the repository. Timed, in this order, on the same files:
 
 - `deepknet featurize DIR -o out.npz` as a user runs it: a fresh process, start-up included, all cores
-  (the store builder's fast path: `sources.parse_cif` -> `standard_cell` -> batched `point_clouds`, a process pool);
+  (the store builder's fast path: `records.parse_cif` -> `standard_cell` -> batched `point_clouds`, a process pool);
 - the same with `--workers 1`, to show what the second core adds;
 - pymatgen's own route, one structure after another in this process (start-up excluded, which flatters it):
   `Structure.from_str` + `SpacegroupAnalyzer(s).get_primitive_standard_structure()` + `XRDCalculator().get_pattern(s)`.

@@ -87,8 +87,8 @@ def methods_page(stems: list) -> str:
     lines = ["# Methods: the literate program", "",
              "Every module of `deepknet_lit` is written as a notebook in `nbs/`: prose that says why, a small function, "
              "the example that tests it. The pages of this part are those notebooks, executed when the book was built.",
-             "", "Data flow through the layers from top to bottom: a structure file is read and checked (`sources`), "
-             "labelled for a task (`tasks`), turned into its diffraction point cloud (`diffraction`) and stored "
+             "", "Data flow through the layers from top to bottom: a structure file is read and checked (`records`), "
+             "datasets are fetched (`registry`) and read (`sources`, `userdata`), labelled for a task (`tasks`), turned into its diffraction point cloud (`diffraction`) and stored "
              "(`store`); training (`train`) augments each cloud (`augment`) for the network (`model`) and measures it "
              "(`evaluate`); a run is loaded again to evaluate (`runs`), to predict (`pretrained`, `predict`) or to "
              "explain (`interpret`); `experiments` puts runs beside the paper's numbers (`paper`) for the book.", "",

@@ -34,7 +34,7 @@ def _data_list(a):
 
 def _data_fetch(a):
     from .mp import fetch_mp, import_mp
-    from .sources import fetch
+    from .registry import fetch
     if a.name == "mp":
         out = fetch_mp(chunk_size=a.chunk_size, cache_dir=a.cache_dir)
         rs = import_mp(out)
@@ -45,7 +45,8 @@ def _data_fetch(a):
     return 0
 
 def _data_import(a):
-    from .sources import cache_root, import_dataset
+    from .registry import cache_root
+    from .userdata import import_dataset
     kw = {}
     if a.labels:
         kw = {"cgcnn": {"label_names": a.labels}, "json": {"label_keys": a.labels},

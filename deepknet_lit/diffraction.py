@@ -8,7 +8,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/diffraction.html.md"""
 __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERSION', 'CU_KALPHA', 'XRAY_S2_FACTOR',
            'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'MAX_INDEX_LIMIT', 'ZERO_LEVEL',
            'CELL_SYMPREC', 'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
-           'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_structure', 'symmetry_dataset',
+           'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_simulable', 'symmetry_dataset',
            'standard_cell', 'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode',
            'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'as_structure', 'read_structures',
            'read_items', 'read_structure', 'featurize_items', 'write_atomic', 'featurize_files', 'lorentz_polarisation',
@@ -35,7 +35,7 @@ import pymatgen.analysis.diffraction
 from pymatgen.core import Element, Lattice, Structure
 from tqdm.auto import tqdm
 
-from . import sources
+from . import records
 
 # %% ../nbs/01_diffraction.ipynb #ae01ee2a
 _PMG_TABLES = Path(pymatgen.analysis.diffraction.__file__).parent
@@ -131,10 +131,10 @@ def _atoms(structure, probe, name):
     coef = np.stack([scatterer_coefficients(s, probe) for s in symbols])
     return np.array(site_idx), np.array(scat_idx), np.array(occus, dtype=float), coef
 
-def check_structure(structure,  # pymatgen Structure
+def check_simulable(structure,  # pymatgen Structure
                     probe="xray",  # "xray" or "neutron": which table must know every species
                     name="structure"):  # used in error messages
-    "Raise a `ValueError` (or `TypeError`) naming `name` and the reason if `structure` cannot be simulated."
+    "Raise a `ValueError` (or `TypeError`) naming `name` and the reason if `structure` cannot be simulated with `probe`."
     _check_cell(structure, probe, name)
     _atoms(structure, probe, name)
 
@@ -468,7 +468,7 @@ def _ase_structures(path):
 def _read_any(path):
     "The structures of one file: CIF blocks as text, everything else as Structures."
     name = path.name.lower()
-    if fnmatch.fnmatch(name, "*.cif*") or fnmatch.fnmatch(name, "*.mcif*"): return sources.cif_blocks(_read_text(path))
+    if fnmatch.fnmatch(name, "*.cif*") or fnmatch.fnmatch(name, "*.mcif*"): return records.cif_blocks(_read_text(path))
     if fnmatch.fnmatch(name, "*.json*"): return _json_structures(path)
     if name.endswith(_ASE_FORMATS): return _ase_structures(path)
     if "xdatcar" in name:
@@ -504,9 +504,9 @@ def as_structure(x):  # a Structure, a `Structure.as_dict()`, an ASE Atoms; anyt
 def _structure(item,  # CIF text of one block, or a Structure
                sid,  # id, for messages
                ordered=False):  # refuse partial occupancies
-    "A checked Structure (overlapping atoms, unknown elements, empty cells refused, see `deepknet_lit.sources`)."
-    if isinstance(item, str): return sources.parse_cif(item, sid, ordered=ordered)
-    return item if not (ordered or item.is_ordered) else sources.check_structure(item, sid)
+    "A checked Structure (overlapping atoms, unknown elements, empty cells refused, see `deepknet_lit.records`)."
+    if isinstance(item, str): return records.parse_cif(item, sid, ordered=ordered)
+    return item if not (ordered or item.is_ordered) else records.check_structure(item, sid)
 
 def read_structures(path,  # a structure file or a folder of them
                     errors=None):  # None: raise on the first bad file or block; a list: append (id, reason) and go on

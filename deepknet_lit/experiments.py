@@ -15,7 +15,7 @@ import pandas as pd
 import deepknet_lit
 from .evaluate import write_json
 from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
-from .sources import cache_root
+from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .encoders import encoder_version

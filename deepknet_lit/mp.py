@@ -16,8 +16,9 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .sources import (DatasetError, Record, RecordError, RecordSet, cache_root, import_dataset, note_failure,
-                                  structure_from_obj)
+from .records import Record, RecordError, RecordSet, note_failure, structure_from_obj
+from .registry import DatasetError, cache_root
+from .userdata import import_dataset
 
 # %% auto #0
 __all__ = ['MP_FIELDS', 'MP_KEY_ENV', 'MissingAPIKeyError', 'mp_cache_dir', 'fetch_mp', 'mp_records', 'mp_labels',

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 import deepknet_lit
 from .diffraction import FEATURIZER_VERSION, point_set_size, standard_cell, write_atomic
-from .sources import check_name, get_dataset, sha256_file
+from .registry import check_name, get_dataset, sha256_file
 from .store import task_fingerprint
 from .tasks import make_splits
 from .train import TRAINING_VERSION, CheckpointError, TrainConfig, load_checkpoint, stratified_split

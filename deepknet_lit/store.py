@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 try:
@@ -37,6 +36,8 @@ except ImportError:  # Windows: no lock
 
 import deepknet_lit
 from . import diffraction, sources, tasks
+from .records import structure_from_obj
+from .registry import cache_root
 
 # %% auto #0
 __all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'MAX_INDEX_LIMIT', 'stores_root', 'store_params', 'store_path',
@@ -50,8 +51,8 @@ MAX_INDEX_LIMIT = diffraction.MAX_INDEX_LIMIT  # largest max_index (one source: 
 
 
 def stores_root(root: str | Path | None = None) -> Path:
-    "Folder holding the stores: `root` if given, else `$DEEPKNET_CACHE/stores` (`sources.cache_root()`)."
-    return Path(root).expanduser() if root is not None else sources.cache_root() / "stores"
+    "Folder holding the stores: `root` if given, else `$DEEPKNET_CACHE/stores` (`registry.cache_root()`)."
+    return Path(root).expanduser() if root is not None else cache_root() / "stores"
 
 
 def _sha256(data: bytes) -> str:
@@ -124,16 +125,6 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".replace("\n", " ")
 
 
-def _as_structure(item, material_id: str) -> Structure:
-    "A checked pymatgen Structure (`sources.check_structure`: no overlapping atoms, ...) from a Structure, CIF or dict."
-    if isinstance(item, str): return sources.parse_cif(item, material_id)  # parse_cif checks
-    if isinstance(item, Structure): s = item
-    elif isinstance(item, dict): s = Structure.from_dict(item)
-    elif hasattr(item, "lattice") and hasattr(item, "sites"): s = Structure.from_sites(item.sites)
-    else: raise TypeError(f"{material_id}: cannot make a structure from a {type(item).__name__}")
-    return sources.check_structure(s, material_id)
-
-
 def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | structure dict), ...]
                     params: dict,  # from `store_params`
                    ) -> dict:
@@ -143,7 +134,7 @@ def featurize_chunk(items: list,  # [(material_id, Structure | CIF text | struct
     position = {}  # material id -> position in items
     for j, (mid, item) in enumerate(items):
         try:
-            structures.append(_as_structure(item, str(mid)))
+            structures.append(structure_from_obj(item, str(mid)))  # checked: see `records`
             ids.append(str(mid)); position[str(mid)] = j
         except Exception as e: errors.append((str(mid), _reason(e)))
     t1 = time.perf_counter()

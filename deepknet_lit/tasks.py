@@ -21,7 +21,8 @@ from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 from . import sources as src
-from .sources import DatasetError, RecordError, cache_root
+from .records import RecordError
+from .registry import DatasetError, cache_root
 
 os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal retries to stderr; failures still raise here
 

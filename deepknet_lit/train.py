@@ -33,7 +33,7 @@ from .encoders import ENCODERS
 from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
-from .sources import cache_root
+from .registry import cache_root
 from .store import StoreSettings, build_store, open_store
 from .tasks import make_splits, split_hash
 

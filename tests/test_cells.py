@@ -17,11 +17,12 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from deepknet_lit import records as rec, registry as reg
 from deepknet_lit import sources as src
 from deepknet_lit import tasks as T
 from deepknet_lit.diffraction import miller_indices, point_cloud, standard_cell
 
-MIRROR = src.data_root()
+MIRROR = reg.data_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not (MIRROR / "mp_mtcgcnn_36k").is_dir(),
                                   reason="offline mirror (DEEPKNET_DATA) not available")
 SIGNED_PERMUTATIONS = [np.diag(s) @ np.eye(3)[list(p)] for p in itertools.permutations(range(3))
@@ -58,7 +59,7 @@ def mp_sample():
     texts = src.cif_texts("mp_mtcgcnn_36k")
     keys = sorted(texts)
     pick = np.random.default_rng(7).choice(len(keys), N_SAMPLE, replace=False)
-    return [(str(keys[i]), src.parse_cif(texts[keys[i]], str(keys[i]))) for i in sorted(pick)]
+    return [(str(keys[i]), rec.parse_cif(texts[keys[i]], str(keys[i]))) for i in sorted(pick)]
 
 
 @needs_mirror

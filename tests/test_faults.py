@@ -27,6 +27,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from deepknet_lit import records as rec, registry as reg, userdata as ud
 from deepknet_lit import cli, mp, sources as src, store as st, train as T
 from deepknet_lit.runs import evaluate_run
 from deepknet_lit.predict import predict_structures
@@ -36,8 +37,8 @@ from deepknet_lit.tasks import load_task
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     "A fresh $DEEPKNET_CACHE and an empty mirror (so downloads go through pooch); in-memory caches cleared."
-    monkeypatch.setenv(src.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setenv(src.DATA_ENV, str(tmp_path / "empty_mirror"))
+    monkeypatch.setenv(reg.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(reg.DATA_ENV, str(tmp_path / "empty_mirror"))
     src.clear_caches()
     yield tmp_path / "cache"
     src.clear_caches()
@@ -150,7 +151,7 @@ def fake_downloads(monkeypatch, payloads: list[bytes]) -> list:
 
 def github_archive(hostile: str | None, outside: Path) -> bytes:
     "A GitHub-style archive of kdmsit/MEGNet with one CIF, plus one hostile member."
-    url = src.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url  # .../archive/<commit>.tar.gz
+    url = reg.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url  # .../archive/<commit>.tar.gz
     top = f"MEGNet-{url.rsplit('/', 1)[1][:-len('.tar.gz')]}"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
@@ -184,8 +185,8 @@ def test_hostile_archive_is_refused_and_nothing_lands_outside(hostile, tmp_path,
     (outside / "secret.txt").write_text("keep me")
     fake_downloads(monkeypatch, [github_archive(hostile, outside)])
     before = files_under(tmp_path, skip=tmp_cache)
-    with pytest.raises(src.DatasetError, match="refus") as e:
-        src.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
+    with pytest.raises(reg.DatasetError, match="refus") as e:
+        reg.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
     assert "\n" not in str(e.value)
     assert files_under(tmp_path, skip=tmp_cache) == before  # nothing written or changed outside the cache
     links = [p for p in tmp_cache.rglob("*") if p.is_symlink() or (p.is_file() and p.stat().st_nlink > 1)]
@@ -194,8 +195,8 @@ def test_hostile_archive_is_refused_and_nothing_lands_outside(hostile, tmp_path,
 
 def test_safe_archive_unpacks_with_normal_permissions(tmp_path, tmp_cache, monkeypatch):
     fake_downloads(monkeypatch, [github_archive(None, tmp_path)])
-    folder = src.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])["data_elasticity_cifs.tar.gz"]
-    assert folder.name == "data_elasticity" and src.parse_cif((folder / "0.cif").read_text(), "0") == rocksalt()
+    folder = reg.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])["data_elasticity_cifs.tar.gz"]
+    assert folder.name == "data_elasticity" and rec.parse_cif((folder / "0.cif").read_text(), "0") == rocksalt()
     umask = os.umask(0o022); os.umask(umask)
     downloaded = [p for p in tmp_cache.rglob("*.tar.gz")]
     assert downloaded and all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in downloaded)
@@ -205,17 +206,17 @@ def test_archive_without_pinned_hash_is_checked_against_its_first_download(tmp_p
     "GitHub archives have no published hash: the first download's is recorded; other bytes later are an error."
     first, changed = github_archive(None, tmp_path), github_archive("extra", tmp_path)
     served = fake_downloads(monkeypatch, [first, changed])
-    src.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
+    reg.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
     archive, = [p for p in tmp_cache.rglob("*.tar.gz")]
     archive.unlink()  # the download is lost; the next fetch downloads again and gets other bytes
-    with pytest.raises(src.ChecksumError, match=archive.name):
-        src.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
+    with pytest.raises(reg.ChecksumError, match=archive.name):
+        reg.fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])
     assert len(served) == 2
 
 
 def test_every_archive_is_pinned_or_recorded():
     "An archive URL either has a pinned sha256 or is a GitHub archive (checked against its first download)."
-    for ds in src.REGISTRY.values():
+    for ds in reg.REGISTRY.values():
         for f in ds.files:
             if f.archive_member is not None:
                 assert f.upstream_sha256 or f.url.startswith("https://github.com/"), (ds.name, f.name)
@@ -232,12 +233,12 @@ def small_table(path: Path, a=5.64) -> Path:
 @pytest.mark.parametrize("name", [".", "..", "a/b", "../x", "", "/tmp", "x\\y"])
 def test_dataset_name_cannot_delete_other_data(name, tmp_path, tmp_cache):
     table = small_table(tmp_path / "t.csv")
-    src.import_dataset(table, "table", "keep", label_columns=["band_gap"], progress=False)
+    ud.import_dataset(table, "table", "keep", label_columns=["band_gap"], progress=False)
     (tmp_cache / "precious.txt").write_text("keep")
     before = files_under(tmp_path)
     with pytest.raises(ValueError, match="name"):
-        src.import_dataset(table, "table", name, overwrite=True, label_columns=["band_gap"], progress=False)
-    assert files_under(tmp_path) == before and src.user_datasets() == ["keep"]
+        ud.import_dataset(table, "table", name, overwrite=True, label_columns=["band_gap"], progress=False)
+    assert files_under(tmp_path) == before and ud.user_datasets() == ["keep"]
 
 
 def test_cgcnn_ids_cannot_read_outside_the_folder(tmp_path):
@@ -247,7 +248,7 @@ def test_cgcnn_ids_cannot_read_outside_the_folder(tmp_path):
     (folder / "ok.cif").write_text(rocksalt(6.29, ("K", "Cl")).to(fmt="cif"))
     (folder / "linked.cif").symlink_to(secret)
     (folder / "id_prop.csv").write_text("ok,1.0\n../secret,2.0\nlinked,3.0\n")
-    rs = src.read_cgcnn_folder(folder, progress=False)
+    rs = ud.read_cgcnn_folder(folder, progress=False)
     assert [r.material_id for r in rs] == ["ok"]
     reasons = dict(rs.skipped)
     assert set(reasons) == {"../secret", "linked"} and all("outside" in r or "name" in r for r in reasons.values())
@@ -256,10 +257,10 @@ def test_cgcnn_ids_cannot_read_outside_the_folder(tmp_path):
 # ---------------------------------------------------------------- 6. a re-imported dataset gets a new store
 def test_reimported_dataset_with_new_structures_gets_new_features(tmp_path, tmp_cache):
     table = small_table(tmp_path / "t.csv")
-    src.import_dataset(table, "table", "mine", label_columns=["band_gap"], progress=False)
+    ud.import_dataset(table, "table", "mine", label_columns=["band_gap"], progress=False)
     old = np.array(st.build_store(load_task("metallicity", source="mine"), max_index=1, root=tmp_path / "stores",
                                   n_workers=1, progress=False).features)
-    src.import_dataset(small_table(tmp_path / "t2.csv", a=4.9), "table", "mine", overwrite=True,
+    ud.import_dataset(small_table(tmp_path / "t2.csv", a=4.9), "table", "mine", overwrite=True,
                        label_columns=["band_gap"], progress=False)  # same ids and labels, other structures
     new = st.build_store(load_task("metallicity", source="mine"), max_index=1, root=tmp_path / "stores", n_workers=1,
                          progress=False)
@@ -428,7 +429,7 @@ def test_non_utf8_file_in_cgcnn_folder_is_skipped_and_named(tmp_path):
     (tmp_path / "good.cif").write_text(rocksalt().to(fmt="cif"))
     (tmp_path / "latin1.cif").write_bytes(rocksalt().to(fmt="cif").encode() + b"\n# caf\xe9\n")
     (tmp_path / "id_prop.csv").write_text("good,1.0\nlatin1,2.0\n")
-    rs = src.read_cgcnn_folder(tmp_path, progress=False)
+    rs = ud.read_cgcnn_folder(tmp_path, progress=False)
     assert [r.material_id for r in rs] == ["good"]
     assert rs.skipped[0][0] == "latin1" and "latin1.cif" in rs.skipped[0][1] and "UTF-8" in rs.skipped[0][1]
 
@@ -485,7 +486,7 @@ class BrokenMP:
 
 def test_mp_client_errors_are_one_line(tmp_path, monkeypatch):
     import mp_api.client
-    with pytest.raises(src.DatasetError) as e:
+    with pytest.raises(reg.DatasetError) as e:
         mp.fetch_mp(client=BrokenMP(), cache_dir=tmp_path / "mp", progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "503" in msg and len(msg) < 600 and "again" in msg
@@ -494,7 +495,7 @@ def test_mp_client_errors_are_one_line(tmp_path, monkeypatch):
         raise RuntimeError("invalid API key\nsee https://materialsproject.org")
     monkeypatch.setattr(mp_api.client, "MPRester", refuse)
     monkeypatch.setenv(mp.MP_KEY_ENV, "a" * 32)
-    with pytest.raises(src.DatasetError, match="invalid API key") as e:
+    with pytest.raises(reg.DatasetError, match="invalid API key") as e:
         mp.fetch_mp(cache_dir=tmp_path / "mp2", progress=False)
     assert "\n" not in str(e.value)
 
@@ -510,7 +511,7 @@ def test_data_import_prints_a_summary_and_overwrites_only_when_asked(tmp_path, t
     assert "bad" in err
     assert cli.main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert cli.main(args + ["--overwrite"]) == 0
-    assert src.user_datasets() == ["mine"]
+    assert ud.user_datasets() == ["mine"]
 
 
 _P1_CIF = """data_x
@@ -536,9 +537,8 @@ Cu1 Cu 0 0 0 {occ}
                                           ("4.0", "1.5", "occupancies ([1.5]) sum to > 1")])
 def test_bad_cif_is_refused_with_pymatgens_reason(a, occ, reason):
     "A negative length was read as positive, a zero length and an occupancy > 1 gave 'no structures': now the reason."
-    from deepknet_lit import sources
-    with pytest.raises(sources.RecordError, match=re.escape(reason)) as e:
-        sources.parse_cif(_P1_CIF.format(a=a, occ=occ), "bad.cif")
+    with pytest.raises(rec.RecordError, match=re.escape(reason)) as e:
+        rec.parse_cif(_P1_CIF.format(a=a, occ=occ), "bad.cif")
     assert "bad.cif" in str(e.value) and "\n" not in str(e.value)
 
 

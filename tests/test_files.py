@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from deepknet_lit import sources
+from deepknet_lit import records as rec
 from deepknet_lit.diffraction import featurize_files, point_clouds, read_structure, read_structures
-from deepknet_lit.sources import RecordError, cif_blocks, parse_cif
+from deepknet_lit.records import RecordError, cif_blocks, parse_cif
 
 FCC = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
 
@@ -36,7 +36,7 @@ def test_two_blocks_are_never_merged():
     "Before: first block's cubic cell with the second block's Zn2O2 atoms."
     with pytest.raises(RecordError, match="2 structures"):
         parse_cif(two_block_cif(), "two.cif")
-    assert sources._parse_p1_cif(two_block_cif()) is None
+    assert rec._parse_p1_cif(two_block_cif()) is None
 
 
 def test_cif_blocks_split_and_skip_non_structure_blocks():

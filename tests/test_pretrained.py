@@ -11,6 +11,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 import deepknet_lit as dk
+from deepknet_lit import registry as reg, userdata as ud
 from deepknet_lit import cli, mp, pretrained, sources as src
 from deepknet_lit.diffraction import FEATURIZER_VERSION
 from deepknet_lit.experiments import PRETRAINED
@@ -36,7 +37,7 @@ def test_every_task_ships_a_model_with_a_complete_card():
         card = pretrained.model_card(name)
         assert CARD_KEYS <= set(card), CARD_KEYS - set(card)
         w = pretrained.models_dir() / name / pretrained.WEIGHTS
-        assert src.sha256_file(w) == card["weights_sha256"] and w.stat().st_size == card["weights_bytes"]
+        assert reg.sha256_file(w) == card["weights_sha256"] and w.stat().st_size == card["weights_bytes"]
         assert card["weights_bytes"] < 2_000_000  # weights only, no optimizer state
         lo, hi = card["test"]["roc_auc_ci95"]
         assert lo <= card["test"]["roc_auc"] <= hi and card["split"]["n"]["train"] > 1000
@@ -166,7 +167,7 @@ def test_live_mp_data_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(mp, "_mp_client", lambda key: client)
     src.clear_caches()
     assert cli.main(["data", "fetch", "mp", "--chunk-size", "16"]) == 0
-    assert "mp" in src.user_datasets()
+    assert "mp" in ud.user_datasets()
     for task in ("metallicity", "bulk_modulus", "stability"):
         t = dk.load_task(task, source="mp")
         assert len(t) == 40 and set(t.sources) == {"mp"}

@@ -16,13 +16,16 @@ from hypothesis import given, settings, strategies as st
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
+from deepknet_lit import records as rec, registry as reg, userdata as ud
 from deepknet_lit import sources as src
 from deepknet_lit import mp
 from deepknet_lit.mp import MissingAPIKeyError, fetch_mp, mp_labels, mp_records
-from deepknet_lit.sources import (ChecksumError, DatasetError, RecordError, check_structure, fetch, import_dataset,
-                                  iter_records, load_labels, parse_cif, read_cgcnn_folder, read_structures_json, read_table)
+from deepknet_lit.registry import ChecksumError, DatasetError, fetch
+from deepknet_lit.records import RecordError, check_structure, parse_cif
+from deepknet_lit.userdata import import_dataset, read_cgcnn_folder, read_structures_json, read_table
+from deepknet_lit.sources import iter_records, load_labels
 
-MIRROR = src.data_root()
+MIRROR = reg.data_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not (MIRROR / "mp_mtcgcnn_36k").is_dir(),
                                   reason="offline mirror (DEEPKNET_DATA) not available")
 
@@ -30,7 +33,7 @@ needs_mirror = pytest.mark.skipif(MIRROR is None or not (MIRROR / "mp_mtcgcnn_36
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     "A fresh DEEPKNET_CACHE; in-memory caches cleared before and after."
-    monkeypatch.setenv(src.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(reg.CACHE_ENV, str(tmp_path / "cache"))
     src.clear_caches()
     yield tmp_path / "cache"
     src.clear_caches()
@@ -46,14 +49,14 @@ def rocksalt(a=5.64, el=("Na", "Cl")):
 def test_unknown_dataset_lists_known_names():
     with pytest.raises(ValueError) as e:
         fetch("no_such_set")
-    for name in src.REGISTRY:
+    for name in reg.REGISTRY:
         assert name in str(e.value)
 
 
 def test_registry_entries_are_complete():
-    assert set(src.REGISTRY) == {"mp_mtcgcnn_36k", "mp_binary_elasticity", "mp_elastic_3k_cgcnn", "mp_legacy_2015",
+    assert set(reg.REGISTRY) == {"mp_mtcgcnn_36k", "mp_binary_elasticity", "mp_elastic_3k_cgcnn", "mp_legacy_2015",
                                  "deepknet_splits"}
-    for ds in src.REGISTRY.values():
+    for ds in reg.REGISTRY.values():
         assert ds.licence and ds.citation and ds.upstream and ds.files
         for f in ds.files:
             assert re.fullmatch(r"[0-9a-f]{64}", f.sha256), f.name
@@ -68,7 +71,7 @@ def test_registry_hashes_match_mirror_sums():
     for line in (MIRROR / "SHA256SUMS").read_text().splitlines():
         h, p = line.split(maxsplit=1)
         sums[p.removeprefix("./")] = h
-    for ds in src.REGISTRY.values():
+    for ds in reg.REGISTRY.values():
         for f in ds.files:
             assert sums[f"{ds.name}/{f.name}"] == f.sha256, f"{ds.name}/{f.name}"
 
@@ -77,7 +80,7 @@ def _fake_mirror(tmp_path, monkeypatch, content=b"0,mp-1\n"):
     root = tmp_path / "mirror"
     (root / "mp_elastic_3k_cgcnn").mkdir(parents=True)
     (root / "mp_elastic_3k_cgcnn" / "material_id_hash.csv").write_bytes(content)
-    monkeypatch.setenv(src.DATA_ENV, str(root))
+    monkeypatch.setenv(reg.DATA_ENV, str(root))
     src.clear_caches()
     return root
 
@@ -91,12 +94,12 @@ def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch, tmp_cache):
 def test_matching_hash_passes(tmp_path, monkeypatch, tmp_cache):
     content = b"0,mp-1\n"
     root = _fake_mirror(tmp_path, monkeypatch, content)
-    good = src.RemoteFile("material_id_hash.csv", src.sha256_file(root / "mp_elastic_3k_cgcnn" / "material_id_hash.csv"))
-    assert src.verify_file(root / "mp_elastic_3k_cgcnn" / "material_id_hash.csv", good.sha256)
+    good = reg.RemoteFile("material_id_hash.csv", reg.sha256_file(root / "mp_elastic_3k_cgcnn" / "material_id_hash.csv"))
+    assert reg.verify_file(root / "mp_elastic_3k_cgcnn" / "material_id_hash.csv", good.sha256)
 
 
 def test_missing_mirror_file_downloads_with_pooch(tmp_path, monkeypatch, tmp_cache):
-    monkeypatch.setenv(src.DATA_ENV, str(tmp_path / "empty_mirror"))
+    monkeypatch.setenv(reg.DATA_ENV, str(tmp_path / "empty_mirror"))
     calls = []
 
     def fake_retrieve(url, known_hash=None, fname=None, path=None, progressbar=False, processor=None):
@@ -105,10 +108,10 @@ def test_missing_mirror_file_downloads_with_pooch(tmp_path, monkeypatch, tmp_cac
         out.write_text("0,mp-1\n")
         return str(out)
 
-    monkeypatch.setattr(src.pooch, "retrieve", fake_retrieve)
+    monkeypatch.setattr(reg.pooch, "retrieve", fake_retrieve)
     paths = fetch("mp_elastic_3k_cgcnn", files=["material_id_hash.csv"])
     (url, known, where), = calls
-    assert url == src.REGISTRY["mp_elastic_3k_cgcnn"].file("material_id_hash.csv").url
+    assert url == reg.REGISTRY["mp_elastic_3k_cgcnn"].file("material_id_hash.csv").url
     assert where == tmp_cache / "downloads" / "mp_elastic_3k_cgcnn"
     assert paths["material_id_hash.csv"].read_text() == "0,mp-1\n"
     # the hash of the first download is recorded; a later change is an error
@@ -120,7 +123,7 @@ def test_missing_mirror_file_downloads_with_pooch(tmp_path, monkeypatch, tmp_cac
 
 
 def test_derived_file_without_upstream_is_a_clear_error(tmp_path, monkeypatch, tmp_cache):
-    monkeypatch.setenv(src.DATA_ENV, str(tmp_path / "empty_mirror"))
+    monkeypatch.setenv(reg.DATA_ENV, str(tmp_path / "empty_mirror"))
     with pytest.raises(DatasetError, match="derived"):
         fetch("mp_mtcgcnn_36k", files=["derived_e_above_hull_subset_hull.csv.gz"])
 
@@ -150,7 +153,7 @@ def test_parse_cif_rejects_malformed(text, reason):
 def test_parse_cif_symmetrised_cif_uses_pymatgen_fallback():
     s = rocksalt()
     text = str(CifWriter(s, symprec=0.1))  # Fm-3m with 192 operations: not the P1 fast path
-    assert src._parse_p1_cif(text) is None
+    assert rec._parse_p1_cif(text) is None
     got = parse_cif(text, "nacl")
     assert got.composition.reduced_formula == "NaCl" and len(got) == 8
 
@@ -169,7 +172,7 @@ def test_parse_cif_partial_occupancy_is_refused_not_silently_ordered():
 def test_fast_cif_path_agrees_with_pymatgen(abc, angles, frac, els):
     s = Structure(Lattice.from_parameters(*abc, *angles), els[: len(frac)], frac)
     text = s.to(fmt="cif")
-    fast = src._parse_p1_cif(text)
+    fast = rec._parse_p1_cif(text)
     assert fast is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns when it rounds coordinates
@@ -280,7 +283,7 @@ def test_import_dataset_roundtrip(tmp_path, tmp_cache):
     df.to_csv(tmp_path / "mine.csv", index=False)
     rs = import_dataset(tmp_path / "mine.csv", "table", "mine", label_columns=["band_gap"], progress=False)
     assert len(rs) == 2 and len(rs.skipped) == 1
-    assert "mine" in src.user_datasets()
+    assert "mine" in ud.user_datasets()
     lab = load_labels("mine")
     assert list(lab.material_id) == ["nacl", "kcl"] and list(lab.band_gap) == [5.0, 0.0]
     recs = list(iter_records("mine", progress=False))
@@ -384,7 +387,7 @@ def test_fetch_mp_key_errors(tmp_path, monkeypatch, no_real_mprester, key, msg):
 def test_list_datasets_table():
     t = src.list_datasets()
     assert {"name", "n_entries", "labels", "licence", "local", "upstream"} <= set(t.columns)
-    assert set(src.REGISTRY) <= set(t.name)
+    assert set(reg.REGISTRY) <= set(t.name)
 
 
 @needs_mirror
@@ -398,9 +401,9 @@ def test_alt_labels_point_at_the_same_structures():
 
 def test_cif_folder_from_upstream_archive(tmp_path, monkeypatch, tmp_cache):
     "Without a mirror, the CIF set comes from the repository archive at the pinned commit (faked here)."
-    monkeypatch.setenv(src.DATA_ENV, str(tmp_path / "empty_mirror"))
+    monkeypatch.setenv(reg.DATA_ENV, str(tmp_path / "empty_mirror"))
     s = rocksalt()
-    commit = src.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url.rsplit("/", 1)[1][:-len(".tar.gz")]
+    commit = reg.REGISTRY["mp_elastic_3k_cgcnn"].file("data_elasticity_cifs.tar.gz").url.rsplit("/", 1)[1][:-len(".tar.gz")]
 
     def fake_retrieve(url, known_hash=None, fname=None, path=None, progressbar=False, processor=None):
         assert url.endswith(f"{commit}.tar.gz") and callable(processor)  # unpacks with safe_extract
@@ -411,7 +414,7 @@ def test_cif_folder_from_upstream_archive(tmp_path, monkeypatch, tmp_cache):
         (top / "data" / "7.cif").write_text("not this one")
         return [str(p) for p in top.rglob("*.cif")]
 
-    monkeypatch.setattr(src.pooch, "retrieve", fake_retrieve)
+    monkeypatch.setattr(reg.pooch, "retrieve", fake_retrieve)
     path = fetch("mp_elastic_3k_cgcnn", files=["data_elasticity_cifs.tar.gz"])["data_elasticity_cifs.tar.gz"]
     assert path.is_dir() and path.name == "data_elasticity"
     texts = src.cif_texts("mp_elastic_3k_cgcnn")

@@ -10,6 +10,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 import deepknet_lit.store as st
+from deepknet_lit.records import structure_from_obj
+from deepknet_lit import registry as reg
 from deepknet_lit.diffraction import point_clouds
 from deepknet_lit.store import (Store, build_store, featurize_chunk, format_store_summary, list_stores, open_store,
                                 store_params, store_path)
@@ -124,7 +126,7 @@ def test_store_contents(task, inline_store):
     assert sum(m["class_counts"].values()) == 33 and m["fingerprint"] == st.task_fingerprint(task)
     assert not (s.path / ".parts").exists()
     # the features are the diffraction module's, row by row
-    structures = [st._as_structure(task.items[i], task.ids[i]) for i in s.task_index]
+    structures = [structure_from_obj(task.items[i], task.ids[i]) for i in s.task_index]
     np.testing.assert_allclose(s.features, point_clouds(structures, max_index=1, progress=False).features, atol=1e-6)
 
 
@@ -277,8 +279,8 @@ def test_damaged_store_is_refused(inline_store, tmp_path):
 
 # ---------------------------------------------------------------- a real task (offline mirror, no network)
 def test_real_task_subset_matches_point_clouds(tmp_path):
-    from deepknet_lit import sources, tasks
-    if sources.data_root() is None:
+    from deepknet_lit import tasks
+    if reg.data_root() is None:
         pytest.skip("offline data mirror not available")
     bulk = tasks.load_task("bulk_modulus")
     s = build_store(bulk, max_index=1, limit=24, seed=0, root=tmp_path, n_workers=1, progress=False)

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pymatgen.core import Lattice, Structure
 
+from deepknet_lit import registry as reg, userdata as ud
 from deepknet_lit import sources as src
 from deepknet_lit import tasks as T
 from deepknet_lit.tasks import (TaskData, format_stats, label_disagreements, load_task, make_splits,
                                 merge_by_priority, stratified_subset, task_stats)
 
-MIRROR = src.data_root()
+MIRROR = reg.data_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not (MIRROR / "mp_mtcgcnn_36k").is_dir(),
                                   reason="offline mirror (DEEPKNET_DATA) not available")
 
@@ -104,7 +105,7 @@ def test_threshold_task_drops_and_counts_missing_values():
 
 @needs_mirror
 def test_crystal_system_task_small(tmp_path, monkeypatch):
-    monkeypatch.setenv(src.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(reg.CACHE_ENV, str(tmp_path))
     t = load_task("crystal_system", limit=40, progress=False)
     paper = set(src.paper_split("Xsys_split1").material_id)
     assert len(t) == 40 and set(t.ids) <= paper
@@ -201,7 +202,7 @@ def test_paper_split_matches_paper_parts():
 
 
 def test_prototype_split_on_user_dataset(tmp_path, monkeypatch):
-    monkeypatch.setenv(src.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(reg.CACHE_ENV, str(tmp_path / "cache"))
     src.clear_caches()
     rows = []
     for i, (a, el) in enumerate([(5.64, ("Na", "Cl")), (6.29, ("K", "Cl")), (4.2, ("Mg", "O")), (5.0, ("Ca", "S"))]):
@@ -209,7 +210,7 @@ def test_prototype_split_on_user_dataset(tmp_path, monkeypatch):
     for i, (a, el) in enumerate([(5.43, "Si"), (5.65, "Ge"), (3.57, "C"), (6.49, "Sn")]):
         rows.append({"material_id": f"dia-{i}", "structure": diamond(a, el).to(fmt="cif"), "band_gap": float(i % 2)})
     pd.DataFrame(rows).to_csv(tmp_path / "mine.csv", index=False)
-    src.import_dataset(tmp_path / "mine.csv", "table", "mine", label_columns=["band_gap"], progress=False)
+    ud.import_dataset(tmp_path / "mine.csv", "table", "mine", label_columns=["band_gap"], progress=False)
     t = load_task("metallicity", source="mine")
     assert len(t) == 8 and t.source == "mine"
     sp = make_splits(t, "prototype", seed=0, fractions=(0.5, 0.0, 0.5), progress=False)
