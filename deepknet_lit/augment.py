@@ -112,15 +112,18 @@ def normalise_t(I: torch.Tensor) -> torch.Tensor:
     lo, hi = _log_bounds()
     return ((torch.log(I.double() + 1e-6) - lo) / (hi - lo)).clamp(min=1e-12, max=1.0)
 
+# %% ../nbs/02_augment.ipynb #b3462c26
 def denormalise_t(It: torch.Tensor) -> torch.Tensor:
     "Torch twin of `diffraction.intensity_from_features`: Ĩ -> raw I >= 0."
     lo, hi = _log_bounds()
     return (torch.exp(It.double() * (hi - lo) + lo) - 1e-6).clamp(min=0.0)
 
+# %% ../nbs/02_augment.ipynb #cab1a5a0
 def zero_level() -> float:
     "Ĩ of a zero intensity, `diffraction.ZERO_LEVEL`."
     return float(diffraction.ZERO_LEVEL)
 
+# %% ../nbs/02_augment.ipynb #976e261d
 def in_dim_for(perturbation: str) -> int:
     "Number of input channels the model needs for `perturbation` (3 for `no_intensity`, else 4)."
     if perturbation not in PERTURBATIONS:
@@ -165,6 +168,7 @@ def augment(
         x = random_shuffle(x, generator)
     return perturb(x, perturbation, generator)
 
+# %% ../nbs/02_augment.ipynb #4bf97f3f
 def paper_rotation(task: str) -> tuple[str, float]:
     "The paper's rotation setting for `task`: Euler angles in [−π/4, π/4] for crystal systems, [−π, π] otherwise."
     small = task in ("crystal_system", "trigonal_hexagonal")

@@ -27,6 +27,7 @@ def methods_paths(nbs_dir: Path = NBS_DIR) -> list[Path]:
     index = Path(nbs_dir) / "index.ipynb"
     return ([index] if index.exists() else []) + every
 
+# %% ../nbs/18_book.ipynb #f18d6cf8
 def prepare_method(src: Path,  # a notebook of nbs/
                    dst: Path,  # where the book's copy goes
                   ) -> Path:
@@ -71,6 +72,7 @@ def module_imports(package: Path = PACKAGE_DIR) -> dict:
         out[m] = found
     return out
 
+# %% ../nbs/18_book.ipynb #5928b0a1
 def module_layers(package: Path = PACKAGE_DIR) -> list[list[str]]:
     "The package's modules in layers: layer k imports only from layers < k (a ValueError names an import cycle)."
     deps = {m: {s for s, _ in v} for m, v in module_imports(package).items()}
@@ -82,6 +84,7 @@ def module_layers(package: Path = PACKAGE_DIR) -> list[list[str]]:
     for m in mods: level(m)
     return [sorted(m for m in mods if depth[m] == k) for k in range(max(depth.values()) + 1)]
 
+# %% ../nbs/18_book.ipynb #3693a7cb
 def methods_page(stems: list) -> str:
     "The Methods part's opening page (Markdown): the layers, and where each module's notebook is."
     lines = ["# Methods: the literate program", "",
@@ -122,6 +125,7 @@ def _ipc_kernels(folder: Path):
             return await super().start_kernel(**{"stderr": subprocess.DEVNULL, **kw})
     return IPCKernelManager
 
+# %% ../nbs/18_book.ipynb #a3dfac04
 def execute_chapter(src: Path,  # the chapter notebook
                     dst: Path,  # where the executed copy goes
                     profile: str,  # the profile parameter
@@ -145,12 +149,14 @@ def _execute(src: Path, dst: Path, parameters: dict | None, cwd: Path, what: str
         raise RuntimeError(f"{what} {src.stem} failed in cell {err.exec_count}: {err.ename}: {err.evalue}") from err
     return dst
 
+# %% ../nbs/18_book.ipynb #0f316b4c
 def execute_method(src: Path,  # a notebook of nbs/
                    dst: Path,  # where the executed copy goes
                   ) -> Path:
     "Execute one notebook of the literate program for the book (see `prepare_method`), in nbs/ as nbdev-test does."
     return _execute(prepare_method(src, dst), dst, None, src.parent, "methods notebook")
 
+# %% ../nbs/18_book.ipynb #029107a2
 def show_effective_parameters(path: Path) -> None:
     "In an executed chapter, show only the parameters it ran with (papermill's injected cell), not the defaults too."
     import nbformat
@@ -161,6 +167,7 @@ def show_effective_parameters(path: Path) -> None:
         if "parameters" in tags and "remove-cell" not in tags: c.metadata["tags"] = tags + ["remove-cell"]
     nbformat.write(nb, str(path))
 
+# %% ../nbs/18_book.ipynb #f67ddb5e
 def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
                chapters=None,  # chapter stems to execute (default: all)
                html: bool = True,  # also build the HTML with Jupyter Book

@@ -61,6 +61,7 @@ def normalise_intensity(intensity):  # raw I = |F|²/V² (Å⁻⁶ for X-rays), 
     i = np.asarray(intensity, dtype=np.float64)
     return np.clip((np.log(i + INTENSITY_EPS) - LOG_FLOOR) / (LOG_CEIL - LOG_FLOOR), _TINY, 1.0)
 
+# %% ../nbs/01_diffraction.ipynb #c220dd96
 def intensity_from_features(norm):  # Ĩ in (0, 1], any shape
     "Invert `normalise_intensity` (exact below the ceiling; values clipped at 1 come back as e^LOG_CEIL)."
     n = np.asarray(norm, dtype=np.float64)
@@ -81,6 +82,7 @@ def miller_indices(point_set="cube",  # "cube", "axes" or "axes+origin"
     if point_set == "axes+origin": return np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int)])
     raise ValueError(f"unknown point_set {point_set!r}: use 'cube', 'axes' or 'axes+origin'")
 
+# %% ../nbs/01_diffraction.ipynb #dceffd67
 def point_set_size(point_set="cube", max_index=3):
     "Number of points n of a point set (3, 4 or (2k+1)³)."
     return len(miller_indices(point_set, max_index))
@@ -131,6 +133,7 @@ def _atoms(structure, probe, name):
     coef = np.stack([scatterer_coefficients(s, probe) for s in symbols])
     return np.array(site_idx), np.array(scat_idx), np.array(occus, dtype=float), coef
 
+# %% ../nbs/01_diffraction.ipynb #2daba2b8
 def check_simulable(structure,  # pymatgen Structure
                     probe="xray",  # "xray" or "neutron": which table must know every species
                     name="structure"):  # used in error messages
@@ -406,6 +409,7 @@ def plot_point_cloud(cloud,  # PointCloud
     ax.figure.colorbar(sc, ax=ax, shrink=0.55, pad=0.12, label="Ĩ")
     return ax
 
+# %% ../nbs/01_diffraction.ipynb #06ff09ea
 def plot_barcode(clouds,  # PointCloud, features array, or a list of PointClouds
                  ax=None,  # matplotlib axis (created if None)
                  labels=None):  # one label per row
@@ -508,6 +512,7 @@ def _structure(item,  # CIF text of one block, or a Structure
     if isinstance(item, str): return records.parse_cif(item, sid, ordered=ordered)
     return item if not (ordered or item.is_ordered) else records.check_structure(item, sid)
 
+# %% ../nbs/01_diffraction.ipynb #adb25b31
 def read_structures(path,  # a structure file or a folder of them
                     errors=None):  # None: raise on the first bad file or block; a list: append (id, reason) and go on
     "Every structure in `path` as `(id, Structure)`, ids `file` or `file#k`; bad input raises `ValueError` naming it."
@@ -524,6 +529,7 @@ def read_structures(path,  # a structure file or a folder of them
                 errors.append((iid, str(e)))
     return out
 
+# %% ../nbs/01_diffraction.ipynb #d46089a2
 def read_items(paths,  # structure files and folders
                progress=False):  # tqdm bar over files
     "`(items, errors, order)`: `(id, CIF text | Structure)` per structure, `(id, reason)` per unreadable file, every id in input order."
@@ -534,6 +540,7 @@ def read_items(paths,  # structure files and folders
         items += got; order += [i for i, _ in got]
     return items, errors, order
 
+# %% ../nbs/01_diffraction.ipynb #30c62558
 def read_structure(path):  # a file holding one structure
     "The one structure of a file; `ValueError` naming the file when it holds several (use `read_structures`) or none."
     got = read_structures(path)
@@ -606,6 +613,7 @@ def _write_parquet(tmp, batch, formulas, errors, ids):  # one row per input stru
     meta = {b"deepknet": json.dumps({**batch.meta, "hkl": batch.hkl.tolist(), "shape": [len(batch.hkl), 4]}).encode()}
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), tmp)
 
+# %% ../nbs/01_diffraction.ipynb #13edbbad
 def featurize_files(paths,  # structure files and folders (CIF, POSCAR, pymatgen JSON, extended XYZ, ...)
                     out,  # output .npz or .parquet
                     max_index=3,  # cube half-width k
@@ -640,6 +648,7 @@ def lorentz_polarisation(theta,  # Bragg angle θ in radians (not 2θ)
     lp = 1.0 / (np.sin(theta) ** 2 * np.cos(theta))
     return lp * (1 + np.cos(2 * theta) ** 2) if probe == "xray" else lp
 
+# %% ../nbs/01_diffraction.ipynb #9e001687
 def powder_contributions(cloud):  # PointCloud
     "Per-point two-theta (degrees) and powder intensity I·V²·LP; NaN at the origin and outside the limiting sphere."
     g = np.linalg.norm(cloud.cart, axis=1)

@@ -101,6 +101,7 @@ class InvariantEncoder(nn.Module):
 class PatternError(ValueError):
     "A measured pattern that cannot be read; the message names the file and the reason."
 
+# %% ../nbs/19_encoders.ipynb #ec635afa
 def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a profile or a peak list)
                  wavelength: float,  # Å, the measurement's wavelength
                  min_prominence: float = 0.005,  # profile peaks: prominence as a fraction of the intensity range
@@ -132,6 +133,7 @@ def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a pr
     s = 2 * np.sin(np.radians(a[:, 0]) / 2) / wavelength
     return np.c_[s, a[:, 1] / a[:, 1].max()]
 
+# %% ../nbs/19_encoders.ipynb #c912fa9d
 def pattern_points(lines: np.ndarray,  # (m, 2) from `read_pattern`
                    n: int,  # the model's number of points
                   ) -> torch.Tensor:  # (1, n, 2) encoded powder points
@@ -151,6 +153,7 @@ def build_encoder(name: str,  # one of ENCODERS
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
     return None if name == "none" else InvariantEncoder(in_dim) if name == "invariant" else PowderEncoder(in_dim)
 
+# %% ../nbs/19_encoders.ipynb #ab446576
 def encoder_version(name: str) -> int | None:
     "The version of encoder `name` (None for 'none'): part of the key of every cached result that used it."
     return None if name == "none" else (InvariantEncoder if name == "invariant" else PowderEncoder).version

@@ -161,6 +161,7 @@ def predict_outputs(
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.hparams["n_classes"]), np.float32)
 
+# %% ../nbs/08_evaluate.ipynb #bff8b620
 def predict_probs(
     model: torch.nn.Module,     # a trained classifier (PointNet)
     features,                   # (N, n, 4) float32 array or memmap (or tensor)
@@ -203,6 +204,7 @@ def evaluate_values(
     if train_mean is not None: out["dummy_mae"] = float(np.abs(y - train_mean).mean())
     return out
 
+# %% ../nbs/08_evaluate.ipynb #d3ea4559
 def bootstrap_values_ci(
     y_true,                     # (N,) true values
     y_pred,                     # (N,) predicted values
@@ -243,6 +245,7 @@ def plot_roc(
     ax.legend(loc="lower right", fontsize=8)
     return ax
 
+# %% ../nbs/08_evaluate.ipynb #7ca2e095
 def plot_confusion(
     metrics: dict,              # an evaluate_probs result
     ax=None,                    # matplotlib Axes
@@ -278,6 +281,7 @@ def jsonable(x):
         return int(x)
     return x
 
+# %% ../nbs/08_evaluate.ipynb #3bc1d177
 def write_json(obj, path) -> Path:
     "Write `obj` as JSON atomically (temp file + rename)."
     path = Path(path)

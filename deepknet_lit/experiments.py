@@ -105,6 +105,7 @@ def summarize(records: list,  # result records (from `run_experiment` or a basel
     m = float(a.mean())
     return dict(ours=m, sd=se, low=m - Z95 * se, high=m + Z95 * se, seeds=len(a))
 
+# %% ../nbs/12_experiments.ipynb #de048956
 def verdict(paper,  # the paper's number (None: it states none)
             low: float,  # our 95 % interval's lower end (NaN: no result yet)
             high: float,  # its upper end
@@ -131,6 +132,7 @@ def data_note(task: str) -> str:
     if pos is not None: note += f"; positive class {frac:.0%} vs {pos / paper['total']:.0%}"
     return note
 
+# %% ../nbs/12_experiments.ipynb #9375c299
 def compare(artefact: str,  # the paper's figure or table, e.g. "Fig. 4a"
             records: list,  # one result record per seed (None for a missing one)
             paper=None,  # the paper's number, or None when it states none
@@ -154,6 +156,7 @@ def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)): return "–"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
 
+# %% ../nbs/12_experiments.ipynb #ea0018ac
 def comparison_table(rows: list) -> pd.DataFrame:
     "Rows from `compare` as a readable table of formatted strings (no index, no None)."
     if not rows: return pd.DataFrame(columns=["artefact", "model", "paper", "ours", "95 % interval", "seeds", "verdict", "note"])
@@ -167,6 +170,7 @@ def comparison_table(rows: list) -> pd.DataFrame:
                          "95 % interval": [f"{_fmt(a)} – {_fmt(b)}" if math.isfinite(a) else "–" for a, b in zip(df.low, df.high)],
                          "seeds": df.seeds.astype(int), "verdict": df.verdict, "note": df.note.fillna("")})
 
+# %% ../nbs/12_experiments.ipynb #29571f2b
 def show_table(rows: list):
     "`comparison_table(rows)` styled for the book: no index column, text wrapped, never truncated."
     return comparison_table(rows).style.hide(axis="index").set_properties(**{"white-space": "normal", "text-align": "left"})
@@ -179,6 +183,7 @@ def save_rows(profile: str,  # results folder
     "Store a chapter's comparison rows, so that the summary chapter and `deepknet results` can gather them all."
     return write_json(list(rows), results_dir(profile) / "tables" / f"{chapter}.json")
 
+# %% ../nbs/12_experiments.ipynb #0e4c0305
 def load_rows(profile: str) -> list:
     "Every chapter's comparison rows for `profile`, in chapter order, each with its `chapter`."
     d = results_dir(profile) / "tables"
@@ -190,6 +195,7 @@ def beats(a: dict, b: dict) -> str:
     if not (math.isfinite(a["low"]) and math.isfinite(b["low"])): return "cannot yet be compared with"
     return "beats" if a["low"] > b["high"] else ("loses to" if a["high"] < b["low"] else "ties")
 
+# %% ../nbs/12_experiments.ipynb #85988a7c
 def opening(rows: list) -> str:
     "One sentence: how the paper's numbers among `rows` sit against our intervals, and what is still missing."
     v = pd.Series([r["verdict"] for r in rows], dtype=object)
@@ -238,12 +244,14 @@ def experiment_config(task: str,  # task name
 _TASKS: dict = {}
 _STORES: dict = {}
 
+# %% ../nbs/12_experiments.ipynb #b74528c7
 def experiment_task(config):
     "The TaskData `config` trains on (cached in this process)."
     key = (config.task, json.dumps(config.task_kwargs, sort_keys=True))
     if key not in _TASKS: _TASKS[key] = load_task(config.task, **config.task_kwargs)
     return _TASKS[key]
 
+# %% ../nbs/12_experiments.ipynb #36e12d9b
 def experiment_store(config, progress: bool = True) -> Store:
     "The featurized 343-point store that serves `config`, restricted to its points (cached in this process)."
     key = (config.task, json.dumps(config.task_kwargs, sort_keys=True), config.probe, config.cell, config.limit)
@@ -270,11 +278,13 @@ def training_allowed() -> bool:
     "Whether a missing result may be computed now (`DEEPKNET_TRAIN_MISSING` is not '0')."
     return os.environ.get(TRAIN_ENV, "1") != "0"
 
+# %% ../nbs/12_experiments.ipynb #deac06ca
 def task_split_hash(config, task) -> str:
     "`split_hash` of the task-level test set of `config` (the split every n, φ, model and baseline of a task and seed shares)."
     sp = make_splits(task, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
     return split_hash(task.ids[i] for i in sp["test"])
 
+# %% ../nbs/12_experiments.ipynb #eee2f9e7
 def experiment_key(config,  # the experiment's TrainConfig
                    exclude: list,  # material ids held out
                    task,  # the TaskData it reads (its fingerprint names the data)
@@ -285,6 +295,7 @@ def experiment_key(config,  # the experiment's TrainConfig
     if config.encoder != "none": key["encoder"] = encoder_version(config.encoder)  # the paper's runs keep their keys
     return config_key(key)
 
+# %% ../nbs/12_experiments.ipynb #93dc3424
 def run_experiment(task: str,  # task name
                    n: int = 343,  # number of diffraction points (3, 4, 27, 125, 343)
                    probe: str = "xray",  # "xray" or "neutron"
@@ -318,6 +329,7 @@ def run_experiment(task: str,  # task name
     write_json(record, path)
     return record
 
+# %% ../nbs/12_experiments.ipynb #1b8c17ab
 def parity_points(path,  # a regression run's test_predictions.npz
                   digits: int = 4,  # decimals kept
                  ) -> dict:
@@ -325,6 +337,7 @@ def parity_points(path,  # a regression run's test_predictions.npz
     z = np.load(path)
     return {"y": np.round(z["y"], digits).tolist(), "pred": np.round(z["pred"], digits).tolist()}
 
+# %% ../nbs/12_experiments.ipynb #edd5b886
 def run_grid(experiments: list[dict],  # dicts of `run_experiment` arguments
              profile: str = "quick",  # "quick", "full" or "gpu"
              progress: bool = True,  # a bar over the experiments
@@ -424,6 +437,7 @@ def is_abo3(formula: str) -> bool:
         c = Composition(formula).reduced_composition
     return len(c.elements) == 3 and c.get("O", 0) == 3 and all(c[e] == 1 for e in c.elements if e.symbol != "O")
 
+# %% ../nbs/12_experiments.ipynb #00d907e6
 def perovskite_ids(task: str = "metallicity") -> list:
     "Ids of the ABO₃ oxides of `task` (held out for Table II)."
     t = load_task(task)
@@ -432,6 +446,7 @@ def perovskite_ids(task: str = "metallicity") -> list:
 def _net(**kw): return dict(kind="pointnet", **kw)
 def _base(**kw): return dict(kind="baseline", **kw)
 
+# %% ../nbs/12_experiments.ipynb #157898ea
 def plan(profile: str = "full") -> list:
     "Every job the book of `profile` needs, in the order to run them: cheap jobs seed by seed, then the headline metallicity runs, then the rest."
     g = book_profile(profile)
@@ -460,6 +475,7 @@ ENCODER_MODELS = ("invariant", "powder")  # deepknet_lit.encoders, in front of t
 ROTATED_TASKS = {"crystal_system": dict(n=3, perturbation="no_intensity"),  # Sec. III A's settings, under any rotation
                  "trigonal_hexagonal": TRIGONAL_SETTINGS["n3_no_intensity"]}
 
+# %% ../nbs/12_experiments.ipynb #06a2edfe
 def beyond_the_paper(seeds: list,  # the profile's seeds
                      tasks_: list,  # classification tasks for the encoders (and their regression targets)
                      rotated=tuple(ROTATED_TASKS),  # symmetry tasks trained under any rotation
@@ -475,6 +491,7 @@ def beyond_the_paper(seeds: list,  # the profile's seeds
         jobs += [_net(task=task, cell="conventional", seed=s, encoder="invariant", **kw) for s in seeds]  # invariant encoder
     return jobs
 
+# %% ../nbs/12_experiments.ipynb #bfda89ca
 def job_tier(job: dict) -> int:
     "0: minutes (small tasks, baselines, n < 125); 1: the headline metallicity runs (~35 min); 2: the rest on its 36,738 materials."
     if data_task(job["task"]) != "metallicity": return 0
@@ -488,6 +505,7 @@ PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/expor
     "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional", seed=0),  # Sec. III A
 }
 
+# %% ../nbs/12_experiments.ipynb #0110e4d5
 def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and its arguments
             profile: str = "full",  # the profile it belongs to
             progress: bool = False,  # progress bars
@@ -498,6 +516,7 @@ def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and
     if kw.get("exclude") == "perovskites": kw["exclude"] = perovskite_ids(kw["task"])
     return run_experiment(profile=profile, progress=progress, **kw)
 
+# %% ../nbs/12_experiments.ipynb #238c8ba6
 def missing(profile: str = "full") -> list:
     "The jobs of `plan(profile)` that have no result yet."
     old = os.environ.get(TRAIN_ENV)
@@ -507,6 +526,7 @@ def missing(profile: str = "full") -> list:
         if old is None: del os.environ[TRAIN_ENV]
         else: os.environ[TRAIN_ENV] = old
 
+# %% ../nbs/12_experiments.ipynb #09c233b3
 def run_missing(profile: str = "full", log=print) -> int:
     "Compute every missing job of `profile`, one at a time; returns how many failed (each failure is logged)."
     todo, failed = missing(profile), 0

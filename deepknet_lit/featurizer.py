@@ -28,6 +28,7 @@ def miller_order(point_set="cube",  # "cube", "axes" or "axes+origin"
     hkl = miller_indices(point_set, max_index)
     return hkl[np.lexsort(hkl[:, ::-1].T)]
 
+# %% ../nbs/14_featurizer.ipynb #440a41bf
 def feature_names(point_set="cube",  # "cube", "axes" or "axes+origin"
                   max_index=3,  # Miller-index bound
                   mode="barcode",  # "barcode" (Ĩ per reflection) or "cloud" (x, y, z, Ĩ per reflection)
@@ -151,15 +152,25 @@ class DiffractionFeaturizer(*_BASES):
         "The features of one structure as a list of floats; `ValueError` naming the reason if it cannot be simulated."
         return self._matrix([structure], ignore_errors=False)[0][0].tolist()
 
-    def featurize_many(self, entries, ignore_errors=True, return_errors=False, pbar=False):
+    def featurize_many(self,
+                       entries,  # structures (or one-element rows of them), as matminer passes them
+                       ignore_errors=True,  # a structure that fails gives a NaN row (False: raise)
+                       return_errors=False,  # add the error message of each entry ('' when it worked)
+                       pbar=False):  # a tqdm bar over the batch
         "One list of features per entry, all simulated in one batch; NaN rows (and a warning) for failures."
         if return_errors and not ignore_errors: raise ValueError("return_errors=True needs ignore_errors=True")
         out, errors = self._matrix(entries, ignore_errors, pbar)
         why, ids = dict(errors), _unique_ids(_entries(entries)[1])
         return [r + [why.get(i, float("nan"))] for r, i in zip(out.tolist(), ids)] if return_errors else out.tolist()
 
-    def featurize_dataframe(self, df, col_id, ignore_errors=True, return_errors=False, inplace=False,
-                            multiindex=False, pbar=False):
+    def featurize_dataframe(self,
+                            df,  # a pandas DataFrame holding structures
+                            col_id,  # the column of structures
+                            ignore_errors=True,  # a structure that fails gives a NaN row (False: raise)
+                            return_errors=False,  # add a column with each row's error message
+                            inplace=False,  # add the columns to `df` itself and return None
+                            multiindex=False,  # not supported (matminer's two-level column names)
+                            pbar=False):  # a tqdm bar over the batch
         "`df` with the `feature_labels()` as new columns (`inplace=True`: added to `df`, returns None)."
         if multiindex: raise ValueError("DiffractionFeaturizer.featurize_dataframe does not support multiindex=True")
         col = col_id[0] if isinstance(col_id, (list, tuple)) and len(col_id) == 1 else col_id

@@ -154,7 +154,7 @@ def plot_critical_sphere(
         ax.set_title(title)
     return ax
 
-
+# %% ../nbs/10_interpret.ipynb #ceac3e1b
 def plot_d_spacing(
     tables: dict[str, pd.DataFrame],  # material name -> `critical_points` table
     labels: dict[str, str] | None = None,  # material name -> "metal" / "insulator" (colours red / blue)
@@ -187,7 +187,7 @@ def _cfg_get(config, key, default=None):
     "A field of a TrainConfig or of a dict."
     return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
 
-
+# %% ../nbs/10_interpret.ipynb #c4617fe6
 def interpret_references(
     model: torch.nn.Module,  # a trained max-pooling PointNet
     config=None,  # its TrainConfig (featurization settings); None: `small_interpretation_config()`
@@ -227,7 +227,7 @@ def plot_fig5(
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/10_interpret.ipynb #45b37324
 def interpret_run(
     model_dir,  # run directory written by `train` (or a (model, config) pair)
     out_dir=None,  # write critical_points.csv, summary.json, fig5.png here

@@ -56,6 +56,7 @@ TASKS = {
     "matbench_phonons": MatbenchTask("last phdos peak", "regression", "cm^-1"),
 }
 
+# %% ../nbs/15_matbench.ipynb #65dc7741
 def get_task(name):  # a matbench task name
     "The `MatbenchTask` of `name`; a `ValueError` listing the supported tasks otherwise."
     if name not in TASKS: raise ValueError(f"unknown or unsupported matbench task {name!r}: use one of {list(TASKS)}")
@@ -112,6 +113,7 @@ def matbench_folds(y,  # (N,) targets in file order
     y = np.asarray(y)
     return list(kfold.split(np.zeros(len(y)), y))
 
+# %% ../nbs/15_matbench.ipynb #1183c8be
 def folds_from_validation(path,  # matbench's matbench_v0.1_validation.json
                           task,  # matbench task name
                           ids):  # the data's matbench ids, in file order
@@ -213,6 +215,7 @@ def summarize(record):  # from `run_matbench`
     return {m: {op: float(getattr(np, op)([f["scores"][m] for f in folds])) for op in ("mean", "max", "min", "std")}
             for m in folds[0]["scores"]}
 
+# %% ../nbs/15_matbench.ipynb #9327c6bd
 def report(record):  # from `run_matbench`
     "A few lines for the terminal: matbench's ranking metric over the folds, and the structures not featurized."
     task = record["dataset_name"]
@@ -226,6 +229,7 @@ def report(record):  # from `run_matbench`
         lines += [f"  {i}: {why}" for i, why in list(failed.items())[:10]] + (["  ..."] if len(failed) > 10 else [])
     return "\n".join(lines)
 
+# %% ../nbs/15_matbench.ipynb #74a8fc71
 def write_record(record, out):  # the record, a .json or .json.gz path
     "Write the record atomically; returns the path."
     out = Path(out)

@@ -104,7 +104,10 @@ class PointNet(nn.Module):
         B, n, C = z.shape
         return self.features(z.reshape(B * n, C)).reshape(B, n, -1)
 
-    def forward(self, x: torch.Tensor, return_critical: bool = False, encoded: bool = False):
+    def forward(self,
+                x: torch.Tensor,  # (B, n, d) point clouds, or the encoder's output when `encoded`
+                return_critical: bool = False,  # also return the index of the point that wins each max-pool channel
+                encoded: bool = False):  # `x` is already `encoder(x)` (see `train.fixed_encoding`)
         "Logits (B, k); with `return_critical` also the argmax point index per crystal feature (B, m)."
         h = self.encoded_features(x) if encoded else self.point_features(x)  # (B, n, m)
         pooling = self.hparams["pooling"]
@@ -121,6 +124,7 @@ class PointNet(nn.Module):
         "Rebuild a model from its `hparams` dict (as stored in checkpoints)."
         return cls(**hparams)
 
+# %% ../nbs/06_model.ipynb #a740e58e
 def count_parameters(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -80,7 +80,7 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.write_text(text)
     tmp.replace(path)
 
-
+# %% ../nbs/20_mp.ipynb #26318941
 def mp_cache_dir(cache_dir: Path | str | None = None) -> Path:
     "Folder of raw MP records (default `$DEEPKNET_CACHE/mp_live`)."
     d = Path(cache_dir) if cache_dir is not None else cache_root() / "mp_live"
@@ -132,7 +132,7 @@ def fetch_mp(fields: Iterable[str] = MP_FIELDS,  # summary fields to download (m
     bar.close()
     return d
 
-
+# %% ../nbs/20_mp.ipynb #ea1f59e7
 def mp_records(cache_dir: Path | str | None = None,  # a `fetch_mp` cache (default `$DEEPKNET_CACHE/mp_live`)
                errors: str = "skip",  # "skip" a bad record (noted in `skipped`) or "raise"
                skipped: list | None = None,  # collects (material_id, reason) of skipped records
@@ -167,12 +167,12 @@ def _mp_flat(L: dict) -> dict:
             "crystal_system": sym.get("crystal_system") if isinstance(sym, dict) else None,
             "icsd": bool((L.get("database_IDs") or {}).get("icsd"))}
 
-
+# %% ../nbs/20_mp.ipynb #b1c4c745
 def mp_labels(cache_dir: Path | str | None = None) -> pd.DataFrame:
     "Flat label table from a `fetch_mp` cache (K_VRH, G_VRH, crystal_system pulled out of nested fields)."
     return pd.DataFrame([{"material_id": r.material_id, **_mp_flat(r.labels)} for r in mp_records(cache_dir)])
 
-
+# %% ../nbs/20_mp.ipynb #0f0fe76a
 def read_mp_cache(path: Path | str | None = None,  # a `fetch_mp` cache folder (default `$DEEPKNET_CACHE/mp_live`)
                   progress: bool = True,  # unused: the cache is read in one pass
                  ) -> RecordSet:
@@ -181,7 +181,7 @@ def read_mp_cache(path: Path | str | None = None,  # a `fetch_mp` cache folder (
     recs = [Record(r.material_id, r.structure, _mp_flat(r.labels)) for r in mp_records(path, skipped=skipped)]
     return RecordSet(recs, skipped, source=str(mp_cache_dir(path)))
 
-
+# %% ../nbs/20_mp.ipynb #0851737b
 def import_mp(cache_dir: Path | str | None = None,  # a `fetch_mp` cache (default `$DEEPKNET_CACHE/mp_live`)
               name: str = "mp",  # the user dataset it becomes (`load_task(..., source=name)`)
               overwrite: bool = True,  # replace an earlier import of that name
@@ -191,6 +191,7 @@ def import_mp(cache_dir: Path | str | None = None,  # a `fetch_mp` cache (defaul
 
 _MP_ID = re.compile(r"(mp|mvc)-\d+")
 
+# %% ../nbs/20_mp.ipynb #9201efeb
 def mp_structures(ids,  # Materials Project ids, e.g. ["mp-149", "mp-22862"]
                   client: Any = None,  # an MPRester-like client (default: one opened with `api_key`)
                   api_key: str | None = None,  # default $MP_API_KEY

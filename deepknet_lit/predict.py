@@ -52,7 +52,7 @@ def featurize_settings(
                 probe=c.get("probe", "xray"), cell=c.get("cell", "primitive"),
                 wavelength=float(c.get("wavelength", 1.5418)))
 
-
+# %% ../nbs/11_predict.ipynb #018bb65c
 def class_names(
     config,  # the run's TrainConfig (or dict)
     n_classes: int,  # number of model outputs
@@ -135,7 +135,7 @@ def rotation_outputs(
             out.append(p.reshape(-1, R, p.shape[-1]))
     return np.concatenate(out) if out else np.zeros((0, R, _n_outputs(model)), np.float32)
 
-
+# %% ../nbs/11_predict.ipynb #4d3b3e41
 def rotation_probs(
     model: torch.nn.Module,  # a trained classifier
     features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
@@ -147,7 +147,7 @@ def rotation_probs(
     "Class probabilities of every structure under each of its seeded transforms: `rotation_outputs` with softmax."
     return rotation_outputs(model, features, config, n_rotations, seed, batch_size, softmax=True)
 
-
+# %% ../nbs/11_predict.ipynb #a8431b68
 def predict_features(
     model: torch.nn.Module,  # a trained PointNet
     features: np.ndarray,  # (N, n, 4) point clouds as featurized for the run
@@ -209,7 +209,7 @@ def _table(model, config, order, batch, formulas, errors, n_rotations, seed) -> 
                          error=None if k is not None else why.get(sid, "not featurized")))
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/11_predict.ipynb #a0d1f827
 def predict_structures(
     model_dir,  # a pretrained model's name ("metallicity"), a run directory, a checkpoint, or a (model, config) pair
     structures,  # pymatgen Structures, ASE Atoms or Structure dicts (None entries count as failures)
@@ -277,7 +277,7 @@ def predict_files(
     batch, formulas = featurize_items(items, n_workers, ordered=True, progress=progress, **featurize_settings(config))
     return _table(model, config, order, batch, formulas, errors + batch.errors, n_rotations, seed)
 
-
+# %% ../nbs/11_predict.ipynb #2b629e69
 def write_table(
     table: pd.DataFrame,  # from `predict_files` / `predict_structures`
     out,  # .csv, .json (records) or .parquet

@@ -38,11 +38,13 @@ def models_dir() -> Path:
     "The folder models are read from: `$DEEPKNET_MODELS`, else the package's own."
     return Path(os.environ.get(MODELS_ENV) or MODELS_DIR)
 
+# %% ../nbs/16_pretrained.ipynb #d732b4d1
 def available_models() -> list[str]:
     "Names of the models in `models_dir()`."
     d = models_dir()
     return sorted(p.parent.name for p in d.glob(f"*/{CARD}")) if d.is_dir() else []
 
+# %% ../nbs/16_pretrained.ipynb #d46e5f6c
 def model_card(name: str) -> dict:
     "The model card of the model called `name` (a ValueError listing the available ones otherwise)."
     path = models_dir() / check_name(name, "model name") / CARD
@@ -95,6 +97,7 @@ def training_domain(structures,  # the training structures (pymatgen Structures)
     return {"elements": sorted(elements, key=lambda e: Element(e).Z), "cell": cell,
             "cell_volume": [float(min(volumes)), float(max(volumes))], "n": len(volumes)}
 
+# %% ../nbs/16_pretrained.ipynb #23c175eb
 def out_of_domain(domain: dict,  # from `training_domain` (a model card's "domain")
                   formula: str,  # the input's formula
                   volume: float | None = None,  # volume (Å³) of the input's cell of kind domain["cell"]
@@ -134,6 +137,7 @@ def train_index(metrics: dict,  # a run's metrics.json
         return np.asarray(make_splits(task_data, kind=c.split, seed=c.seed, fractions=tuple(c.fractions), progress=False)["train"])
     return stratified_split(task_data.y, c.fractions, c.seed)["train"]  # an in-memory store, row i = item i
 
+# %% ../nbs/16_pretrained.ipynb #c0f5c65b
 def export_model(run_dir,  # a run directory written by `deepknet_lit.train.train` (checkpoint.pt + metrics.json)
                  task_data,  # the TaskData it was trained on (e.g. `deepknet_lit.experiments.experiment_task(config)`)
                  name: str | None = None,  # the model's name (default: the task's)
@@ -198,6 +202,7 @@ def list_models() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "task", "classes", "n", "test_roc_auc", "ci95", "test_accuracy",
                                        "paper", "trained_on", "size_kb"])
 
+# %% ../nbs/16_pretrained.ipynb #ea427d57
 def card_text(name: str) -> str:
     "A model card as Markdown."
     c = model_card(name); t, tr, sp, dom = c["test"], c["training"], c["split"], c["domain"]

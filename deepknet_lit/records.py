@@ -39,7 +39,7 @@ class Record(NamedTuple):
 
 MIN_SITE_DISTANCE = 0.5  # Å; closer atoms are a broken structure (shortest real bond, H2, is 0.74 Å)
 
-
+# %% ../nbs/03_records.ipynb #2cecc8dd
 def check_structure(structure: Structure,  # the structure to check
                     material_id: str = "?",  # its id, for the message
                     check_distances: bool = True,  # refuse atoms closer than MIN_SITE_DISTANCE (O(n²); off for trusted files)
@@ -62,7 +62,7 @@ def check_structure(structure: Structure,  # the structure to check
         raise RecordError(f"{material_id}: overlapping sites (two atoms closer than {MIN_SITE_DISTANCE} Å)")
     return structure
 
-
+# %% ../nbs/03_records.ipynb #565a18f4
 @dataclass
 class RecordSet:
     "Records read from one source, plus the ids that were skipped and why."
@@ -145,7 +145,7 @@ def _cif_reason(caught: list, error: Exception) -> str:
     lines = [l for l in dict.fromkeys(lines) if l and not l.startswith(_CIF_NOISE)]
     return ("; ".join(lines) or f"{type(error).__name__}: {error}")[:300]
 
-
+# %% ../nbs/03_records.ipynb #91111f6a
 def parse_cif(text: str,  # CIF text holding one structure
               material_id: str = "?",  # named in error messages
               check_distances: bool = True,  # refuse atoms closer than MIN_SITE_DISTANCE
@@ -175,7 +175,6 @@ def parse_cif(text: str,  # CIF text holding one structure
         return s  # a disordered crystal diffracts as its site-averaged scatterers (see deepknet_lit.diffraction)
     return check_structure(s, material_id, check_distances)
 
-
 # %% ../nbs/03_records.ipynb #bebd2d3f
 def structure_from_obj(obj: Any, mid: str) -> Structure:
     "A checked `Structure` from a Structure, a dict, a JSON/str(dict) string or CIF text; a `RecordError` names `mid`."
@@ -204,7 +203,10 @@ def structure_from_obj(obj: Any, mid: str) -> Structure:
 
 
 # %% ../nbs/03_records.ipynb #e3d418e2
-def note_failure(mid, err, errors, skipped):
+def note_failure(mid: str,  # the record's id
+                 err: Exception,  # why it is unusable (its message names the id)
+                 errors: str,  # "raise" stops the batch; anything else ("skip") notes the record and goes on
+                 skipped: list | None):  # collects (id, reason); None: not noted
     "Raise `err` when errors='raise'; otherwise record (material id, reason) in `skipped` (when given)."
     if errors == "raise":
         raise err

@@ -34,11 +34,11 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() e
 class DatasetError(ValueError):
     "A dataset could not be found, verified or read; the message names the dataset or file and the reason."
 
-
+# %% ../nbs/03_registry.ipynb #4d21a04f
 class ChecksumError(DatasetError):
     "A file's sha256 differs from the registry."
 
-
+# %% ../nbs/03_registry.ipynb #9558cced
 def data_root() -> Path | None:
     "The offline mirror folder: `$DEEPKNET_DATA`, else `<repo>/../shared/data` when it exists, else None."
     env = os.environ.get(DATA_ENV)
@@ -50,13 +50,12 @@ def data_root() -> Path | None:
             return cand
     return None
 
-
+# %% ../nbs/03_registry.ipynb #28a63de8
 def cache_root() -> Path:
     "The cache folder `$DEEPKNET_CACHE` (default `~/.cache/deepknet-lit`), created on demand."
     root = Path(os.environ.get(CACHE_ENV, "~/.cache/deepknet-lit")).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
-
 
 # %% ../nbs/03_registry.ipynb #555ce783
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -82,7 +81,7 @@ class RemoteFile:
     archive_member: str | None = None  # path inside the upstream archive (a folder for CIF sets)
     note: str = ""  # how the mirror file relates to upstream
 
-
+# %% ../nbs/03_registry.ipynb #fc8f627d
 @dataclass(frozen=True)
 class Dataset:
     "A registry entry: files, provenance, licence and citation of one public dataset."
@@ -139,7 +138,7 @@ def sha256_file(path: Path | str, block: int = 1 << 20) -> str:
 
 _VERIFIED: dict[tuple[str, int, float], str] = {}
 
-
+# %% ../nbs/03_registry.ipynb #ee5269b0
 def verify_file(path: Path | str, sha256: str) -> Path:
     "Check `path` against `sha256`; raise `ChecksumError` naming the file otherwise."
     path = Path(path)
@@ -215,7 +214,9 @@ def _check_recorded_hash(path: Path) -> None:
 def _unpacker(recorded: bool,  # check the archive against the hash recorded at its first download
              ) -> Callable:
     "A pooch processor: set normal permissions, check the archive, unpack it with `safe_extract` (once)."
-    def unpack(fname: str, action: str, pup) -> list[str]:
+    def unpack(fname: str,  # the downloaded archive
+               action: str,  # pooch's: "download", "update" or "fetch" (already there)
+               pup) -> list[str]:  # the Pooch (unused)
         archive = _normal_permissions(Path(fname))
         if recorded: _check_recorded_hash(archive)
         out = archive.with_name(archive.name + ".untar")

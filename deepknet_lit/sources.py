@@ -169,7 +169,7 @@ def _reduced(formula: str) -> str:
         warnings.simplefilter("ignore")  # e.g. "no Pauling electronegativity for He"
         return Composition(formula).reduced_formula
 
-
+# %% ../nbs/03_sources.ipynb #4a055a4f
 def formulas(name: str) -> pd.Series:
     "Reduced formula per `material_id` (from CIF headers or tables; no structure parsing; cached on disk)."
     base, _ = _split_name(name)
@@ -269,7 +269,7 @@ def iter_records(name: str,  # a registry or user dataset
             continue
         yield Record(mid, s, {c: lab.at[mid, c] for c in label_cols})
 
-
+# %% ../nbs/03_sources.ipynb #3f1e735e
 def load_records(name: str,  # a registry or user dataset
                  ids: Iterable[str] | None = None,  # only these material ids (default: all)
                  progress: bool = True,  # a bar over the records
@@ -278,7 +278,6 @@ def load_records(name: str,  # a registry or user dataset
     skipped: list = []
     recs = list(iter_records(name, ids, skipped=skipped, progress=progress))
     return RecordSet(recs, skipped, source=name)
-
 
 # %% ../nbs/03_sources.ipynb #30386fc1
 def dataset_fingerprint(name: str,  # a registry dataset ("mp_mtcgcnn_36k", "mp_legacy_2015:flla") or a user dataset

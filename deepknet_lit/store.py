@@ -90,7 +90,7 @@ def store_params(task_name: str,  # task the store belongs to, e.g. "metallicity
                 seed=None if limit is None else int(seed),  # the seed only matters for a subset
                 thresholds=_jsonable(dict(thresholds or {})))  # other thresholds, other labels: another store
 
-
+# %% ../nbs/05_store.ipynb #190c6917
 def store_path(params: dict,  # from `store_params`
                root: str | Path | None = None,  # stores folder (default `$DEEPKNET_CACHE/stores`)
               ) -> Path:
@@ -108,7 +108,7 @@ def featurizer_version() -> dict:
     code = declared if declared is not None else "sha256:" + _sha256(Path(diffraction.__file__).read_bytes())[:16]
     return dict(package=deepknet_lit.__version__, store_format=STORE_FORMAT_VERSION, diffraction=str(code))
 
-
+# %% ../nbs/05_store.ipynb #0f1ce728
 def task_fingerprint(task) -> str:
     "sha256 of a task's ids, integer labels, classes, source description and the content of its datasets."
     h = hashlib.sha256()
@@ -364,7 +364,7 @@ class StoreSettings:
 
 _SETTINGS = {f.name for f in dataclasses.fields(StoreSettings)}
 
-
+# %% ../nbs/05_store.ipynb #89eb7ba2
 def build_store(task,  # task name ("metallicity", ...) or a TaskData-like object
                 settings: StoreSettings | None = None,  # what the store holds (default: `StoreSettings()`)
                 *,
@@ -587,7 +587,7 @@ def _read_skipped(path: Path) -> list:
     with open(path, newline="") as f:
         return [(r["id"], r["reason"]) for r in csv.DictReader(f)]
 
-
+# %% ../nbs/05_store.ipynb #98bb3800
 def open_store(path: str | Path,  # a store directory written by `build_store`
               ) -> Store:
     "Open a complete store, its features memory-mapped read-only (sizes and finiteness checked)."
@@ -611,7 +611,7 @@ def open_store(path: str | Path,  # a store directory written by `build_store`
     return Store(path=path, features=features, ids=ids, classes=meta["classes"], meta=meta,
                  skipped=_read(path / "skipped.csv", _read_skipped), values=values, **arrays)
 
-
+# %% ../nbs/05_store.ipynb #71d32f68
 def list_stores(root: str | Path | None = None,  # stores folder (default `$DEEPKNET_CACHE/stores`)
                ) -> pd.DataFrame:
     "One row per store under `root`: task, parameters, counts, state (complete / partial), size and path."
@@ -630,7 +630,7 @@ def list_stores(root: str | Path | None = None,  # stores folder (default `$DEEP
                              created=None, size_mb=None, path=str(path)))
     return pd.DataFrame(rows, columns=["task", "n", "probe", "cell", "limit", "n_ok", "n_skipped", "state", "created", "size_mb", "path"])
 
-
+# %% ../nbs/05_store.ipynb #9e79c04c
 def format_store_summary(store: Store) -> str:
     "A few lines describing a store, for the `deepknet data featurize` command."
     m, p = store.meta, store.meta["params"]

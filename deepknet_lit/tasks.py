@@ -162,7 +162,7 @@ def merge_by_priority(frames: dict[str, pd.DataFrame], columns: list[str]) -> pd
     both = pd.concat(parts, ignore_index=True).sort_values(["_rank"], kind="stable")
     return both.drop_duplicates("material_id", keep="first").drop(columns="_rank").reset_index(drop=True)
 
-
+# %% ../nbs/04_tasks.ipynb #86e627de
 def label_disagreements(frames: dict[str, pd.DataFrame],  # {source: table with material_id and `column`}
                         column: str,  # the label value, e.g. "K_VRH"
                         threshold: float,  # the class boundary applied to `column`
@@ -177,7 +177,7 @@ def label_disagreements(frames: dict[str, pd.DataFrame],  # {source: table with 
     return {"ids_in_several_sources": int(multi.sum()), "label_disagreements": int((multi & split).sum()),
             "disagreeing_ids": sorted(split[split].index.tolist())}
 
-
+# %% ../nbs/04_tasks.ipynb #9a63fdb6
 def elastic_frames() -> dict[str, pd.DataFrame]:
     "K_VRH, G_VRH tables of the three elastic sources, newest first."
     return {s: src.load_labels(s)[["material_id", "K_VRH", "G_VRH"]] for s in ELASTIC_SOURCES}
@@ -208,7 +208,6 @@ def _bulk(source: str | None = None, k_gpa: float = 85.0) -> TaskData:
 def _shear(source: str | None = None, g_gpa: float = 34.0) -> TaskData:
     "High (G_VRH > g_gpa) vs low shear modulus."
     return _modulus("shear_modulus", "G_VRH", g_gpa, "G_VRH_GPa", source)
-
 
 # %% ../nbs/04_tasks.ipynb #c4f565a1
 SYMPREC = 0.1  # Å, distance tolerance of the symmetry search (as Materials Project)
@@ -284,7 +283,7 @@ def symmetry_table(dataset: str,  # dataset name (see `sources.list_datasets`)
     have = pd.read_csv(path).drop_duplicates("material_id") if path.exists() else have
     return have.set_index("material_id").reindex(list(dict.fromkeys(ids))).dropna().reset_index()
 
-
+# %% ../nbs/04_tasks.ipynb #c90fc404
 def task_symmetry(task: TaskData,  # the task whose structures are analysed
                   idx=None,  # positions in `task` (default: all)
                   progress: bool = True,  # a bar over the structures
@@ -370,12 +369,12 @@ REGRESSION_TASKS: dict[str, RegressionTarget] = {t.name: t for t in [
     RegressionTarget("e_above_hull", "stability", "identity", "eV/atom", "E_hull, real MP values (FLLA 2015)"),
 ]}
 
-
+# %% ../nbs/04_tasks.ipynb #4fa5e7f6
 def is_regression(name: str) -> bool:
     "Whether task `name` is a regression target (see `REGRESSION_TASKS`)."
     return name in REGRESSION_TASKS
 
-
+# %% ../nbs/04_tasks.ipynb #bc9c89f1
 def data_task(name: str) -> str:
     "The classification task whose materials `name` reads: its base for a regression target, else `name` itself."
     return REGRESSION_TASKS[name].base if name in REGRESSION_TASKS else name
@@ -408,7 +407,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
              {}, "Xsys_split1", needs_structures=True),
 ]}
 
-
+# %% ../nbs/04_tasks.ipynb #8f68e807
 def load_task(name: str,  # a task of `TASKS`: metallicity, bulk_modulus, shear_modulus, stability, crystal_system, ...
               source: str | None = None,  # the dataset to read instead of the task's default (registry, user or "mp")
               **thresholds,  # the task's thresholds and options, e.g. gap_ev=0.0, k_gpa=85.0, limit=1500
@@ -434,7 +433,7 @@ def load_task(name: str,  # a task of `TASKS`: metallicity, bulk_modulus, shear_
             task.thresholds["limit"] = limit
     return task
 
-
+# %% ../nbs/04_tasks.ipynb #cb5c6a7d
 def stratified_subset(y: np.ndarray,  # class labels
                       limit: int,  # subset size
                       seed: int = 0,  # which subset
@@ -470,7 +469,7 @@ def _group_split(groups: np.ndarray, seed: int, fractions: tuple[float, float, f
     part = part_of_group[inverse]
     return [np.flatnonzero(part == k) for k in range(3)]
 
-
+# %% ../nbs/04_tasks.ipynb #9b2f57dd
 def make_splits(task_data: TaskData,  # the task to split
                 kind: str = "random",  # "random" (class-stratified), "paper", "formula" or "prototype"
                 seed: int = 0,  # the split's seed (for "paper": which of the published splits, 0-4)
@@ -551,7 +550,7 @@ def task_stats(name: str,  # task name
         stats["crystal_systems_sampled"] = len(idx)
     return stats
 
-
+# %% ../nbs/04_tasks.ipynb #42dc9c90
 def format_stats(stats: dict) -> str:
     "Human-readable text of `task_stats` output."
     lines = [f"task      {stats['task']}", f"source    {stats['source']}", f"rule      {stats['rule']}",
@@ -567,7 +566,7 @@ def format_stats(stats: dict) -> str:
         lines.append(stats["crystal_systems"].to_string())
     return "\n".join(lines)
 
-
+# %% ../nbs/04_tasks.ipynb #f0304357
 def class_balance_table(names: list[str] | None = None,  # tasks (default: all)
                         crystal_limit: int | None = 2000,  # structures analysed for the crystal tasks (None: all)
                         progress: bool = True,  # bars

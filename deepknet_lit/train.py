@@ -51,6 +51,7 @@ def fast_malloc_active() -> bool:
     "True when this process started with the fast-malloc environment."
     return all(os.environ.get(k) == v for k, v in FAST_MALLOC_ENV.items())
 
+# %% ../nbs/07_train.ipynb #508a35ba
 def ensure_fast_malloc(
     reexec: bool = True,   # re-execute the process with the variables set (scripts/CLI); False: only report
 ) -> bool:
@@ -194,6 +195,7 @@ def load_config_file(path) -> dict:
         raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(d).__name__}")
     return d.get("config", d)          # a metrics.json works as a config file too
 
+# %% ../nbs/07_train.ipynb #e15b2250
 def make_config(
     profile: str | None = None,   # "quick", "full", "gpu" or None (dataclass defaults)
     config_file=None,             # JSON/YAML file with fields (applied after the profile)
@@ -222,6 +224,7 @@ class ArrayStore:
     skipped: list = field(default_factory=list)
     values: np.ndarray | None = None  # the label values a regression target reads (see `regression_data`)
 
+# %% ../nbs/07_train.ipynb #dcb412bb
 def load_npz_store(path) -> ArrayStore:
     "Open a `.npz` holding `features` (N, n, 4) and `y` (N,) (and optionally `ids`, `classes`, `values`)."
     z = np.load(path, allow_pickle=False)
@@ -238,6 +241,7 @@ def load_npz_store(path) -> ArrayStore:
         raise ValueError(f"{path}: 'values' must be (N,) like 'y', got {values.shape}")
     return ArrayStore(f, y, ids, classes, {"source": str(path)}, values=values)
 
+# %% ../nbs/07_train.ipynb #eb9d604a
 def load_task_data(config: TrainConfig):
     "The TaskData of `config.task` (structure-derived tasks get the `limit` too, so symmetry runs on a subset only)."
     kw = dict(config.task_kwargs)
@@ -246,6 +250,7 @@ def load_task_data(config: TrainConfig):
         kw["limit"] = config.limit
     return tasks.load_task(config.task, **kw)
 
+# %% ../nbs/07_train.ipynb #5f3f1692
 def open_data(config: TrainConfig,  # what to train on: task, featurization, limit, store_path
               progress: bool = True,  # bars while a store is built
               task_data=None,  # the TaskData, when the caller has it already (default: `load_task_data(config)`)
@@ -260,6 +265,7 @@ def open_data(config: TrainConfig,  # what to train on: task, featurization, lim
     return build_store(td, StoreSettings(max_index=max_index, point_set=point_set, probe=config.probe, cell=config.cell,
                                              limit=config.limit, seed=0), progress=progress)
 
+# %% ../nbs/07_train.ipynb #d3f5b329
 def stratified_split(y,  # class labels, one per row
                      fractions=(0.7, 0.15, 0.15),  # train, valid, test
                      seed: int = 0,  # the split's seed
@@ -276,6 +282,7 @@ def stratified_split(y,  # class labels, one per row
         parts["test"].append(idx[n_tr + n_va:])
     return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
 
+# %% ../nbs/07_train.ipynb #708e91e1
 def split_indices(store,  # the store trained on (a `Store` or an in-memory `ArrayStore`)
                   config: TrainConfig,  # its split kind, fractions and seed
                   task_data=None,  # the TaskData of a `Store` (default: `load_task_data(config)`)
@@ -305,11 +312,13 @@ def _dist_info() -> tuple[int, int, int]:
     "(rank, world_size, local_rank) from the torchrun environment (0, 1, 0 when not distributed)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
+# %% ../nbs/07_train.ipynb #ac43463d
 def build_model(config: TrainConfig, n_classes: int) -> PointNet:
     "A fresh PointNet for `config`, initialised from `config.seed`."
     torch.manual_seed(config.seed)
     return PointNet(**config.model_kwargs(n_classes))
 
+# %% ../nbs/07_train.ipynb #8174dbc6
 def build_optimizer(model: nn.Module, config: TrainConfig):
     "(optimizer, scheduler) for `config`."
     if config.optimizer == "adam":
@@ -353,6 +362,7 @@ def _why_unloadable(e: Exception) -> str:
     first = next((line.strip() for line in str(e).splitlines() if line.strip()), "").split(". ")[0]
     return f"it is damaged or not a checkpoint ({type(e).__name__}: {first})"
 
+# %% ../nbs/07_train.ipynb #71e9974e
 def load_checkpoint(
     path,                       # a checkpoint file (checkpoint.pt, last.pt)
     device: str = "cpu",        # where its tensors go
@@ -371,6 +381,7 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: not a deepknet-lit checkpoint (no {', '.join(missing)}); {fix}")
     return ck
 
+# %% ../nbs/07_train.ipynb #6260d568
 def load_model(
     path,                       # checkpoint.pt / last.pt, or a run directory
     device: str = "cpu",        # where to put the model
@@ -493,6 +504,7 @@ def regression_data(config: TrainConfig,  # a run whose task is a regression tar
     y = np.where(np.isfinite(t), (t - mean) / std, 0.0).astype(np.float32)
     return y, dict(name=spec.name, unit=spec.unit, mean=mean, std=std, base=spec.base), splits
 
+# %% ../nbs/07_train.ipynb #8ed36814
 def evaluate_rows(model,  # a trained PointNet
                   features,  # (N, n, 4) store features
                   y,  # (N,) class indices, or standardised targets with `target`
@@ -522,6 +534,7 @@ def evaluate_rows(model,  # a trained PointNet
         np.savez_compressed(predictions, ids=np.asarray(ids)[rows].astype(str), **saved)
     return res
 
+# %% ../nbs/07_train.ipynb #fcefb6c3
 def selection_score(metrics: dict) -> float:
     "What early stopping maximises: validation ROC-AUC (accuracy when undefined), or minus the MAE of a regression."
     if "mae" in metrics: return -metrics["mae"]

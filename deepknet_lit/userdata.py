@@ -119,7 +119,7 @@ def _records_from_rows(rows: Iterable[dict], id_key: str, label_keys: list[str] 
             skipped.append((mid, str(e)))
     return RecordSet(recs, skipped, source=source)
 
-
+# %% ../nbs/03_userdata.ipynb #13af925a
 def read_structures_json(path: Path | str,  # a .json or .json.gz list of records
                          id_key: str = "material_id",  # the key holding each record's id
                          structure_key: str = "structure",  # the key holding its pymatgen structure dict
@@ -139,7 +139,7 @@ def read_structures_json(path: Path | str,  # a .json or .json.gz list of record
     rows = [r if isinstance(r, dict) else {} for r in rows]
     return _records_from_rows(rows, id_key, label_keys, structure_from_obj, structure_key, str(path), progress)
 
-
+# %% ../nbs/03_userdata.ipynb #76295e98
 def read_table(path: Path | str,  # a .csv or .parquet table
                structure_column: str = "structure",  # CIF text or pymatgen structure dicts
                label_columns: list[str] | None = None,  # the labels to keep (default: every other column)
@@ -157,7 +157,6 @@ def read_table(path: Path | str,  # a .csv or .parquet table
             raise DatasetError(f"{path}: no column {col!r}; columns are {list(df.columns)}")
     rows = df.to_dict("records")
     return _records_from_rows(rows, id_column, label_columns, structure_from_obj, structure_column, str(path), progress)
-
 
 # %% ../nbs/03_userdata.ipynb #bb2eb0a7
 _READERS = {"cgcnn": read_cgcnn_folder, "json": read_structures_json, "table": read_table}
@@ -216,23 +215,22 @@ def _stored_rows(name: str) -> list[dict]:
     st = path.stat()
     return _rows(path, (st.st_size, st.st_mtime_ns))
 
-
+# %% ../nbs/03_userdata.ipynb #6df473fb
 def user_records(name: str,  # a user dataset (see `user_datasets`)
                 ) -> list[Record]:
     "The records of user dataset `name`, as `import_dataset` stored them."
     return [Record(r["material_id"], Structure.from_dict(r["structure"]), r["labels"]) for r in _stored_rows(name)]
 
-
+# %% ../nbs/03_userdata.ipynb #174a735d
 def user_meta(name: str,  # a user dataset (see `user_datasets`)
              ) -> dict:
     "Where user dataset `name` came from: `name`, `source`, `fmt` (its reader), `n` records and the `skipped` rows."
     return json.loads((_user_dir() / check_name(name, "dataset name") / "meta.json").read_text())
 
-
+# %% ../nbs/03_userdata.ipynb #d2272c45
 def user_labels(name: str,  # a user dataset (see `user_datasets`)
                ) -> pd.DataFrame:
     "The labels of user dataset `name`: `idx` (row number), `material_id` and one column per label."
     df = pd.DataFrame([{"material_id": r["material_id"], **r["labels"]} for r in _stored_rows(name)])
     df.insert(0, "idx", range(len(df)))
     return df
-
