@@ -182,18 +182,8 @@ def _matbench(a):
     print(f"{report(record)}\nwrote {write_record(record, a.out)}")
     return 0
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `deepknet` argument parser."
-    p = argparse.ArgumentParser(prog="deepknet", description="3D diffraction point clouds and PointNet property classification (Wang et al. 2022).")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    f = sub.add_parser("featurize", help="point clouds of structure files -> .npz or .parquet")
-    f.add_argument("files", nargs="+", help=_FILES_HELP)
-    f.add_argument("-o", "--out", required=True, help="output .npz (arrays) or .parquet (one row per structure)")
-    f.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-    f.add_argument("--sphere", action="store_true", help="zero the points outside the limiting sphere |g| <= 2/lambda")
-    _add_featurize_flags(f); f.set_defaults(func=_featurize)
-
+def _add_data_commands(sub) -> None:
+    "Add `deepknet data list|fetch|import|stats|splits|featurize`."
     d = sub.add_parser("data", help="datasets, tasks, statistics, featurized stores")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dsub.add_parser("list", help="known datasets and tasks").set_defaults(func=_data_list)
@@ -225,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     dz.add_argument("--rebuild", action="store_true", help="compute the store again even when a matching one exists")
     dz.set_defaults(func=_data_featurize)
 
+
+def _add_train_command(sub) -> None:
+    "Add `deepknet train`."
     t = sub.add_parser("train", help="train a PointNet on a task")
     t.add_argument("--task", required=True, help="a classification task (metallicity, bulk_modulus, ...) or a regression "
                    "target (band_gap, log_kvrh, log_gvrh, e_above_hull); `deepknet data list` shows them all")
@@ -247,10 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="start over instead of resuming from OUT/last.pt")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("evaluate", help="re-evaluate a trained run on its test split")
-    e.add_argument("run_dir"); e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.set_defaults(func=_evaluate)
 
+def _add_predict_command(sub) -> None:
+    "Add `deepknet predict`."
     pr = sub.add_parser("predict", help="class probabilities for new structures, e.g. metal or insulator?")
     pr.add_argument("files", nargs="*", help=_FILES_HELP + " (without --model, the first is the model)")
     pr.add_argument("--model", default=None, help="a pretrained model (metallicity, bulk_modulus, shear_modulus, stability, "
@@ -266,6 +258,42 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=None, help="featurizing processes (default: every core)")
     pr.add_argument("--rotations", type=int, default=8, help="random rotations averaged per structure (0: none)")
     pr.set_defaults(func=_predict)
+
+
+def _add_matbench_command(sub) -> None:
+    "Add `deepknet matbench`."
+    mb = sub.add_parser("matbench", help="matbench's five official folds on a matbench data file -> its record (JSON)")
+    mb.add_argument("task", help="a matbench structure task: matbench_mp_is_metal, matbench_mp_gap, matbench_log_kvrh, ...")
+    mb.add_argument("--data", required=True, help="the task's data file (.json or .json.gz, as matminer stores it)")
+    mb.add_argument("-o", "--out", required=True, help="the record, as MatbenchTask.as_dict() writes it (.json or .json.gz)")
+    mb.add_argument("--model", default="xgboost", choices=["xgboost", "rf"], help="XGBoost (needs the baselines extra) or a random forest")
+    mb.add_argument("--mode", default="barcode", choices=["barcode", "cloud"], help="bar codes (n values) or flattened clouds (4n)")
+    mb.add_argument("--splits", default=None, help="matbench's matbench_v0.1_validation.json: its folds instead of rebuilt ones")
+    mb.add_argument("--seed", type=int, default=0, help="random_state of the models")
+    _add_featurize_flags(mb); mb.set_defaults(func=_matbench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    "The `deepknet` argument parser."
+    p = argparse.ArgumentParser(prog="deepknet", description="3D diffraction point clouds and PointNet property classification (Wang et al. 2022).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("featurize", help="point clouds of structure files -> .npz or .parquet")
+    f.add_argument("files", nargs="+", help=_FILES_HELP)
+    f.add_argument("-o", "--out", required=True, help="output .npz (arrays) or .parquet (one row per structure)")
+    f.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    f.add_argument("--sphere", action="store_true", help="zero the points outside the limiting sphere |g| <= 2/lambda")
+    _add_featurize_flags(f); f.set_defaults(func=_featurize)
+
+    _add_data_commands(sub)
+
+    _add_train_command(sub)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a trained run on its test split")
+    e.add_argument("run_dir"); e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.set_defaults(func=_evaluate)
+
+    _add_predict_command(sub)
 
     m = sub.add_parser("models", help="the pretrained models, or one model's card")
     m.add_argument("name", nargs="?", default=None, help="print this model's card")
@@ -285,15 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="a JSON list of rows instead of a table")
     r.set_defaults(func=_results)
 
-    mb = sub.add_parser("matbench", help="matbench's five official folds on a matbench data file -> its record (JSON)")
-    mb.add_argument("task", help="a matbench structure task: matbench_mp_is_metal, matbench_mp_gap, matbench_log_kvrh, ...")
-    mb.add_argument("--data", required=True, help="the task's data file (.json or .json.gz, as matminer stores it)")
-    mb.add_argument("-o", "--out", required=True, help="the record, as MatbenchTask.as_dict() writes it (.json or .json.gz)")
-    mb.add_argument("--model", default="xgboost", choices=["xgboost", "rf"], help="XGBoost (needs the baselines extra) or a random forest")
-    mb.add_argument("--mode", default="barcode", choices=["barcode", "cloud"], help="bar codes (n values) or flattened clouds (4n)")
-    mb.add_argument("--splits", default=None, help="matbench's matbench_v0.1_validation.json: its folds instead of rebuilt ones")
-    mb.add_argument("--seed", type=int, default=0, help="random_state of the models")
-    _add_featurize_flags(mb); mb.set_defaults(func=_matbench)
+    _add_matbench_command(sub)
     return p
 
 # %% ../nbs/13_cli.ipynb #6f9ccd87

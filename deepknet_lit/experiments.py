@@ -1,4 +1,4 @@
-"""The paper's experiments as cached, parameterised runs, the paper's own numbers to compare with, and the book builder.
+"""The paper's experiments as cached, parameterised runs: which runs each profile's book needs (its grid), each run keyed by what it depends on, and every result set beside the paper's numbers (`deepknet_lit.paper`).
 
 Docs: https://deepknet-lit.github.io/deepknet-lit/experiments.html.md"""
 

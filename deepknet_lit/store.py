@@ -364,6 +364,36 @@ class StoreSettings:
 
 _SETTINGS = {f.name for f in dataclasses.fields(StoreSettings)}
 
+# %% ../nbs/05_store.ipynb #40ce65eb
+def _checked_ids(task, name: str) -> tuple[list[str], np.ndarray]:
+    "The task's ids (str) and labels (int64), refused with the task's name when empty, ragged or not unique."
+    ids, y = [str(i) for i in task.ids], np.asarray(task.y, dtype=np.int64)
+    if len(ids) != len(y): raise ValueError(f"task {name!r}: {len(ids)} ids but {len(y)} labels")
+    if len(ids) == 0: raise ValueError(f"task {name!r} has no materials")
+    if len(set(ids)) != len(ids): raise ValueError(f"task {name!r}: material ids are not unique")
+    return ids, y
+
+
+def _start_parts(parts: Path,  # the store's `.parts` folder of finished chunks
+                 manifest: dict,  # what the chunks are of: settings, fingerprints, the selected rows' hash
+                 chunk_size: int | None,  # materials per chunk (None: a few chunks per worker, within 16..256)
+                 n_rows: int,  # materials selected
+                 workers: int,  # processes that will featurize
+                ) -> int:
+    "Keep the chunks of an interrupted build of the same manifest (and its chunking), else start empty; the chunk size."
+    if chunk_size is None:  # a few chunks per worker keep every worker busy to the end
+        chunk_size = int(np.clip(-(-n_rows // (4 * workers)), 16, DEFAULT_CHUNK_SIZE))
+    if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    parts.mkdir(parents=True, exist_ok=True)
+    old = _json_or_none(parts / "manifest.json")
+    if old is not None and {k: v for k, v in old.items() if k != "chunk_size"} == manifest:
+        chunk_size = old["chunk_size"]  # resume with the interrupted build's chunking
+    elif old is not None or any(parts.iterdir()):
+        shutil.rmtree(parts); parts.mkdir()
+    manifest = dict(manifest, chunk_size=chunk_size)
+    _write_atomic(parts / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    return chunk_size
+
 # %% ../nbs/05_store.ipynb #89eb7ba2
 def build_store(task,  # task name ("metallicity", ...) or a TaskData-like object
                 settings: StoreSettings | None = None,  # what the store holds (default: `StoreSettings()`)
@@ -386,11 +416,7 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
     task = _resolve_task(task, **task_kwargs)
     name = str(getattr(task, "name", None) or "task")
     params = settings.params(name, getattr(task, "thresholds", None))
-    ids_all = [str(i) for i in task.ids]
-    y_all = np.asarray(task.y, dtype=np.int64)
-    if len(ids_all) != len(y_all): raise ValueError(f"task {name!r}: {len(ids_all)} ids but {len(y_all)} labels")
-    if len(ids_all) == 0: raise ValueError(f"task {name!r} has no materials")
-    if len(set(ids_all)) != len(ids_all): raise ValueError(f"task {name!r}: material ids are not unique")
+    ids_all, y_all = _checked_ids(task, name)
     expected = dict(params=params, fingerprint=task_fingerprint(task), featurizer=featurizer_version())
     path = store_path(params, root)
     with _build_lock(path):  # a concurrent build of this store waits here, then opens the finished one
@@ -398,19 +424,9 @@ def build_store(task,  # task name ("metallicity", ...) or a TaskData-like objec
         if store is not None: return store
         rows = np.arange(len(y_all)) if limit is None else tasks.stratified_subset(y_all, limit, seed)  # (N_sel,) task rows
         workers = 1 if scheduler is None and n_workers == 1 else (n_workers or _n_cores())
-        if chunk_size is None:  # a few chunks per worker keep every worker busy to the end
-            chunk_size = int(np.clip(-(-len(rows) // (4 * workers)), 16, DEFAULT_CHUNK_SIZE))
-        if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         parts = path / ".parts"
-        parts.mkdir(parents=True, exist_ok=True)
-        manifest = dict(expected, n_selected=len(rows), rows_sha256=_sha256(rows.tobytes()))
-        old = _json_or_none(parts / "manifest.json")
-        if old is not None and {k: v for k, v in old.items() if k != "chunk_size"} == manifest:
-            chunk_size = old["chunk_size"]  # resume with the interrupted build's chunking
-        elif old is not None or any(parts.iterdir()):
-            shutil.rmtree(parts); parts.mkdir()
-        manifest["chunk_size"] = chunk_size
-        _write_atomic(parts / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+        chunk_size = _start_parts(parts, dict(expected, n_selected=len(rows), rows_sha256=_sha256(rows.tobytes())),
+                                  chunk_size, len(rows), workers)
         n_chunks = -(-len(rows) // chunk_size)
         done = _intact_chunks(parts)
         resumed = len(done)
