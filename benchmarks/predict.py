@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from featurize_files import DEEPKNET, time_command, write_cifs  # noqa: E402
 
 import deepknet_lit  # noqa: E402
-from deepknet_lit.diffraction import featurize_items, read_items  # noqa: E402
+from deepknet_lit.diffraction import featurize_items  # noqa: E402
+from deepknet_lit.records import read_items  # noqa: E402
 from deepknet_lit.predict import featurize_settings, load_run, rotation_probs  # noqa: E402
 
 

@@ -7,16 +7,13 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/diffraction.html.md"""
 # %% auto #0
 __all__ = ['ATOMIC_SCATTERING_PARAMS', 'ATOMIC_SCATTERING_LEN', 'FEATURIZER_VERSION', 'CU_KALPHA', 'XRAY_S2_FACTOR',
            'INTENSITY_EPS', 'LOG_FLOOR', 'LOG_CEIL', 'PROBES', 'CELLS', 'POINT_SETS', 'MAX_INDEX_LIMIT', 'ZERO_LEVEL',
-           'CELL_SYMPREC', 'CELL_ANGLE_TOLERANCE', 'STRUCTURE_FILES', 'normalise_intensity', 'intensity_from_features',
-           'miller_indices', 'point_set_size', 'scatterer_coefficients', 'check_simulable', 'symmetry_dataset',
-           'standard_cell', 'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode',
-           'plot_point_cloud', 'plot_barcode', 'structure_files', 'structure_items', 'as_structure', 'read_structures',
-           'read_items', 'read_structure', 'featurize_items', 'write_atomic', 'featurize_files', 'lorentz_polarisation',
+           'CELL_SYMPREC', 'CELL_ANGLE_TOLERANCE', 'normalise_intensity', 'intensity_from_features', 'miller_indices',
+           'point_set_size', 'scatterer_coefficients', 'check_simulable', 'symmetry_dataset', 'standard_cell',
+           'PointCloud', 'point_cloud', 'PointCloudBatch', 'point_clouds', 'barcode', 'plot_point_cloud',
+           'plot_barcode', 'featurize_items', 'write_atomic', 'featurize_files', 'lorentz_polarisation',
            'powder_contributions', 'compare_with_pymatgen']
 
 # %% ../nbs/01_diffraction.ipynb #6f37740f
-import fnmatch
-import gzip
 import json
 import logging
 import math
@@ -429,133 +426,12 @@ def plot_barcode(clouds,  # PointCloud, features array, or a list of PointClouds
     ax.set_xlabel("point index (Miller-index order)")
     return ax
 
-# %% ../nbs/01_diffraction.ipynb #b6db7d1a
-STRUCTURE_FILES = ("*.cif", "*.mcif", "*.cif.gz", "POSCAR*", "CONTCAR*", "*.vasp", "*.poscar", "*.json", "*.json.gz",
-                   "XDATCAR*", "vasprun*.xml", "*.xsf", "*.cssr", "*.res", "*.xyz", "*.extxyz", "*.traj")  # what a folder expands to
-_ASE_FORMATS = (".xyz", ".extxyz", ".traj")  # read by ASE (multi-frame)
-
-def _is_structure_file(path):  # Path
-    name = path.name.lower()
-    return not name.startswith(".") and any(fnmatch.fnmatch(name, p.lower()) for p in STRUCTURE_FILES)
-
-def structure_files(paths):  # files and folders, str or Path
-    "`(id, Path)` of every file to read: files as given, folders expanded (recursively, sorted); id = the path as given."
-    out, seen = [], set()
-    for p in map(Path, paths):
-        found = ([(str(p / f.relative_to(p)), f) for f in sorted(p.rglob("*")) if f.is_file() and _is_structure_file(f)]
-                 if p.is_dir() else [(str(p), p)])
-        for sid, f in found:
-            key = f.resolve() if f.exists() else sid
-            if key not in seen: seen.add(key); out.append((sid, f))  # a file named twice is read once
-    return out
-
-# %% ../nbs/01_diffraction.ipynb #f4d2707a
-def _read_text(path):  # Path, optionally .gz
-    "The text of a file: UTF-8, else Latin-1 (old CIFs write authors' names in it; every byte decodes)."
-    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    try: return data.decode("utf-8")
-    except UnicodeDecodeError: return data.decode("latin-1")
-
-def _json_structures(path):
-    rows = json.loads(_read_text(path))
-    rows = rows if isinstance(rows, list) else [rows]
-    if not rows or not all(isinstance(r, dict) and "lattice" in r and "sites" in r for r in rows):
-        raise ValueError("not a pymatgen structure JSON (a Structure.as_dict() or a list of them)")
-    return [Structure.from_dict(r) for r in rows]
-
-def _ase_structures(path):
-    try: from ase.io import read  # optional: only extended XYZ and ASE trajectories need it
-    except ImportError: raise ValueError(f"reading {path.suffix} files needs ASE (pip install ase)") from None
-    from pymatgen.io.ase import AseAtomsAdaptor
-    frames = read(str(path), index=":")
-    if not all(a.pbc.all() and a.cell.volume > 0 for a in frames):
-        raise ValueError("a frame has no periodic cell (a molecule, not a crystal)")
-    return [AseAtomsAdaptor.get_structure(a) for a in frames]
-
-def _read_any(path):
-    "The structures of one file: CIF blocks as text, everything else as Structures."
-    name = path.name.lower()
-    if fnmatch.fnmatch(name, "*.cif*") or fnmatch.fnmatch(name, "*.mcif*"): return records.cif_blocks(_read_text(path))
-    if fnmatch.fnmatch(name, "*.json*"): return _json_structures(path)
-    if name.endswith(_ASE_FORMATS): return _ase_structures(path)
-    if "xdatcar" in name:
-        from pymatgen.io.vasp import Xdatcar
-        return Xdatcar(str(path)).structures
-    return [Structure.from_file(str(path))]
-
-def structure_items(path,  # one structure file
-                    sid=None):  # its id (default: the path as given)
-    "`(id, item)` per structure of a file, item = CIF text of one block (parsed later) or a Structure; ids `sid#k` if several."
-    path = Path(path); sid = str(path) if sid is None else sid
-    if not path.is_file(): raise FileNotFoundError(f"{sid}: no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            items = _read_any(path)
-    except Exception as e:  # pymatgen, json and ASE raise many types for bad files
-        raise ValueError(f"{sid}: unreadable structure file ({type(e).__name__}: {e})") from e
-    if not items: raise ValueError(f"{sid}: no structure in the file")
-    return [(sid, items[0])] if len(items) == 1 else [(f"{sid}#{k}", it) for k, it in enumerate(items)]
-
-# %% ../nbs/01_diffraction.ipynb #7882e4ee
-def as_structure(x):  # a Structure, a `Structure.as_dict()`, an ASE Atoms; anything else is returned as it is
-    "A pymatgen Structure from the objects users hold (what is not one is left for the simulator to refuse by name)."
-    if isinstance(x, dict):
-        try: return Structure.from_dict(x)
-        except Exception: return x
-    if type(x).__name__ == "Atoms" and hasattr(x, "get_scaled_positions"):  # ASE, without importing it
-        from pymatgen.io.ase import AseAtomsAdaptor
-        return AseAtomsAdaptor.get_structure(x)
-    return x
-
-def _structure(item,  # CIF text of one block, or a Structure
-               sid,  # id, for messages
-               ordered=False):  # refuse partial occupancies
-    "A checked Structure (overlapping atoms, unknown elements, empty cells refused, see `deepknet_lit.records`)."
-    if isinstance(item, str): return records.parse_cif(item, sid, ordered=ordered)
-    return item if not (ordered or item.is_ordered) else records.check_structure(item, sid)
-
-# %% ../nbs/01_diffraction.ipynb #adb25b31
-def read_structures(path,  # a structure file or a folder of them
-                    errors=None):  # None: raise on the first bad file or block; a list: append (id, reason) and go on
-    "Every structure in `path` as `(id, Structure)`, ids `file` or `file#k`; bad input raises `ValueError` naming it."
-    out = []
-    for sid, f in structure_files([path]):
-        try: items = structure_items(f, sid)
-        except (OSError, ValueError) as e:
-            if errors is None: raise
-            errors.append((sid, str(e))); continue
-        for iid, item in items:
-            try: out.append((iid, _structure(item, iid)))
-            except ValueError as e:
-                if errors is None: raise
-                errors.append((iid, str(e)))
-    return out
-
-# %% ../nbs/01_diffraction.ipynb #d46089a2
-def read_items(paths,  # structure files and folders
-               progress=False):  # tqdm bar over files
-    "`(items, errors, order)`: `(id, CIF text | Structure)` per structure, `(id, reason)` per unreadable file, every id in input order."
-    items, errors, order = [], [], []
-    for sid, f in tqdm(structure_files(paths), desc="reading", disable=not progress):
-        try: got = structure_items(f, sid)
-        except (OSError, ValueError) as e: errors.append((sid, str(e))); order.append(sid); continue
-        items += got; order += [i for i, _ in got]
-    return items, errors, order
-
-# %% ../nbs/01_diffraction.ipynb #30c62558
-def read_structure(path):  # a file holding one structure
-    "The one structure of a file; `ValueError` naming the file when it holds several (use `read_structures`) or none."
-    got = read_structures(path)
-    if len(got) != 1: raise ValueError(f"{path}: the file holds {len(got)} structures; read_structures gives each its id")
-    return got[0][1]
-
 # %% ../nbs/01_diffraction.ipynb #04977cca
 def _featurize_chunk(items, settings, ordered):  # [(id, CIF text | Structure)], point_clouds kwargs, refuse disorder?
     "Worker: (PointCloudBatch, {id: formula}) of one chunk, parsed on the fast path; bad items land in `errors`."
     structures, ids, errors, formulas = [], [], [], {}
     for sid, item in items:
-        try: s = _structure(item, sid, ordered)
+        try: s = records.structure_from_obj(item, sid, ordered)
         except ValueError as e: errors.append((sid, str(e))); continue
         structures.append(s); ids.append(sid); formulas[sid] = s.composition.reduced_formula
     with warnings.catch_warnings():
@@ -573,7 +449,7 @@ def _merge(parts, settings, order):  # [(PointCloudBatch, formulas)], point_clou
                              np.concatenate([b.volumes for b in batches]), empty.meta)
     return merged, {k: v for _, f in parts for k, v in f.items()}
 
-def featurize_items(items,  # [(id, CIF text | Structure)], e.g. from `structure_items`
+def featurize_items(items,  # [(id, CIF text | Structure)], e.g. from `records.read_items`
                     n_workers=None,  # processes (default: every core this process may use); 1 = in this process
                     chunk_size=None,  # structures per task (default: about four tasks per worker, at most 256)
                     ordered=False,  # refuse partial occupancies (prediction) instead of averaging the scatterers
@@ -631,7 +507,7 @@ def featurize_files(paths,  # structure files and folders (CIF, POSCAR, pymatgen
     "Featurise every structure in `paths` into one .npz or .parquet; returns a summary dict (n_ok, n_failed, errors)."
     out = Path(out)
     if out.suffix not in (".npz", ".parquet"): raise ValueError(f"{out}: write .npz or .parquet")
-    items, errors, order = read_items(paths, progress)
+    items, errors, order = records.read_items(paths, progress)
     batch, formulas = featurize_items(items, n_workers, chunk_size, progress=progress, max_index=max_index,
                                       point_set=point_set, probe=probe, cell=cell, wavelength=wavelength, sphere=sphere)
     rank = {sid: k for k, sid in enumerate(order)}

@@ -14,7 +14,8 @@ import pandas as pd
 from pymatgen.core import Structure
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .diffraction import CELLS, PROBES, as_structure, barcode, miller_indices, point_clouds
+from .diffraction import CELLS, PROBES, barcode, miller_indices, point_clouds
+from .records import as_structure
 
 # %% auto #0
 __all__ = ['MODES', 'PAPER_CITATION', 'miller_order', 'feature_names', 'featurize_structures', 'DiffractionFeaturizer']

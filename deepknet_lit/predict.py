@@ -19,7 +19,8 @@ import torch
 from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from .augment import augment, resolve_rotation
-from .diffraction import as_structure, featurize_items, point_set_size, read_items, write_atomic
+from .diffraction import featurize_items, point_set_size, write_atomic
+from .records import as_structure, read_items
 from .encoders import PatternError, pattern_points, read_pattern
 from .pretrained import load_model, out_of_domain
 from .diffraction import POINT_SETS

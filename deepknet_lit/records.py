@@ -1,4 +1,4 @@
-"""What one material is once read: an id, a checked pymatgen `Structure` and its labels. Every dataset reader, the store builder and the diffraction file readers make structures through this module, so one policy decides what is usable.
+"""What one material is once read: an id, a checked pymatgen `Structure` and its labels. Every dataset reader, the store builder and `read_structures` (structure files of every format, one record per structure) make structures through this module, so one policy decides what is usable.
 
 Docs: https://deepknet-lit.github.io/deepknet-lit/records.html.md"""
 
@@ -8,21 +8,26 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/records.html.md"""
 from __future__ import annotations
 
 import ast
+import fnmatch
+import gzip
 import json
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.core.periodic_table import DummySpecies
+from tqdm.auto import tqdm
 
 
 # %% auto #0
-__all__ = ['MIN_SITE_DISTANCE', 'RecordError', 'Record', 'check_structure', 'RecordSet', 'cif_blocks', 'parse_cif',
-           'structure_from_obj', 'note_failure']
+__all__ = ['MIN_SITE_DISTANCE', 'STRUCTURE_FILES', 'RecordError', 'Record', 'check_structure', 'RecordSet', 'cif_blocks',
+           'parse_cif', 'structure_from_obj', 'note_failure', 'structure_files', 'structure_items', 'as_structure',
+           'read_structures', 'read_items', 'read_structure']
 
 # %% ../nbs/03_records.ipynb #1e5fb1c5
 class RecordError(ValueError):
@@ -155,7 +160,7 @@ def parse_cif(text: str,  # CIF text holding one structure
     blocks = cif_blocks(text)
     if len(blocks) > 1:
         raise RecordError(f"{material_id}: the CIF holds {len(blocks)} structures (data blocks); read them one by one "
-                          "(deepknet_lit.diffraction.read_structures gives each block its own id)")
+                          "(deepknet_lit.records.read_structures gives each block its own id)")
     text = blocks[0] if blocks else text
     for key, value in re.findall(r"^_cell_length_([abc])\s+([-+0-9.eE]+)", text, re.M):
         if not float(value) > 0:  # pymatgen reads -4 as 4 and 0 as "no structures"
@@ -176,7 +181,10 @@ def parse_cif(text: str,  # CIF text holding one structure
     return check_structure(s, material_id, check_distances)
 
 # %% ../nbs/03_records.ipynb #bebd2d3f
-def structure_from_obj(obj: Any, mid: str) -> Structure:
+def structure_from_obj(obj: Any,  # a Structure, a structure dict, its JSON or str(dict), or CIF text
+                       mid: str,  # its id, named in the error
+                       ordered: bool = True,  # refuse partial occupancies (False: return them unchecked, for featurizing)
+                      ) -> Structure:
     "A checked `Structure` from a Structure, a dict, a JSON/str(dict) string or CIF text; a `RecordError` names `mid`."
     try:
         if isinstance(obj, Structure):
@@ -192,14 +200,14 @@ def structure_from_obj(obj: Any, mid: str) -> Structure:
                 d = ast.literal_eval(obj)
             s = Structure.from_dict(d)
         elif isinstance(obj, str):
-            return parse_cif(obj, mid)
+            return parse_cif(obj, mid, ordered=ordered)
         else:
             raise RecordError(f"{mid}: cannot read a structure from {type(obj).__name__}")
     except RecordError:
         raise
     except Exception as e:
         raise RecordError(f"{mid}: bad structure ({type(e).__name__}: {e})") from e
-    return check_structure(s, mid)
+    return s if not (ordered or s.is_ordered) else check_structure(s, mid)  # disorder: diffraction averages it
 
 
 # %% ../nbs/03_records.ipynb #e3d418e2
@@ -213,3 +221,117 @@ def note_failure(mid: str,  # the record's id
     if skipped is not None:
         skipped.append((mid, str(err)))
 
+
+# %% ../nbs/03_records.ipynb #b6db7d1a
+STRUCTURE_FILES = ("*.cif", "*.mcif", "*.cif.gz", "POSCAR*", "CONTCAR*", "*.vasp", "*.poscar", "*.json", "*.json.gz",
+                   "XDATCAR*", "vasprun*.xml", "*.xsf", "*.cssr", "*.res", "*.xyz", "*.extxyz", "*.traj")  # what a folder expands to
+_ASE_FORMATS = (".xyz", ".extxyz", ".traj")  # read by ASE (multi-frame)
+
+def _is_structure_file(path):  # Path
+    name = path.name.lower()
+    return not name.startswith(".") and any(fnmatch.fnmatch(name, p.lower()) for p in STRUCTURE_FILES)
+
+def structure_files(paths):  # files and folders, str or Path
+    "`(id, Path)` of every file to read: files as given, folders expanded (recursively, sorted); id = the path as given."
+    out, seen = [], set()
+    for p in map(Path, paths):
+        found = ([(str(p / f.relative_to(p)), f) for f in sorted(p.rglob("*")) if f.is_file() and _is_structure_file(f)]
+                 if p.is_dir() else [(str(p), p)])
+        for sid, f in found:
+            key = f.resolve() if f.exists() else sid
+            if key not in seen: seen.add(key); out.append((sid, f))  # a file named twice is read once
+    return out
+
+# %% ../nbs/03_records.ipynb #f4d2707a
+def _read_text(path):  # Path, optionally .gz
+    "The text of a file: UTF-8, else Latin-1 (old CIFs write authors' names in it; every byte decodes)."
+    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError: return data.decode("latin-1")
+
+def _json_structures(path):
+    rows = json.loads(_read_text(path))
+    rows = rows if isinstance(rows, list) else [rows]
+    if not rows or not all(isinstance(r, dict) and "lattice" in r and "sites" in r for r in rows):
+        raise ValueError("not a pymatgen structure JSON (a Structure.as_dict() or a list of them)")
+    return [Structure.from_dict(r) for r in rows]
+
+def _ase_structures(path):
+    try: from ase.io import read  # optional: only extended XYZ and ASE trajectories need it
+    except ImportError: raise ValueError(f"reading {path.suffix} files needs ASE (pip install ase)") from None
+    from pymatgen.io.ase import AseAtomsAdaptor
+    frames = read(str(path), index=":")
+    if not all(a.pbc.all() and a.cell.volume > 0 for a in frames):
+        raise ValueError("a frame has no periodic cell (a molecule, not a crystal)")
+    return [AseAtomsAdaptor.get_structure(a) for a in frames]
+
+def _read_any(path):
+    "The structures of one file: CIF blocks as text, everything else as Structures."
+    name = path.name.lower()
+    if fnmatch.fnmatch(name, "*.cif*") or fnmatch.fnmatch(name, "*.mcif*"): return cif_blocks(_read_text(path))
+    if fnmatch.fnmatch(name, "*.json*"): return _json_structures(path)
+    if name.endswith(_ASE_FORMATS): return _ase_structures(path)
+    if "xdatcar" in name:
+        from pymatgen.io.vasp import Xdatcar
+        return Xdatcar(str(path)).structures
+    return [Structure.from_file(str(path))]
+
+def structure_items(path,  # one structure file
+                    sid=None):  # its id (default: the path as given)
+    "`(id, item)` per structure of a file, item = CIF text of one block (parsed later) or a Structure; ids `sid#k` if several."
+    path = Path(path); sid = str(path) if sid is None else sid
+    if not path.is_file(): raise FileNotFoundError(f"{sid}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            items = _read_any(path)
+    except Exception as e:  # pymatgen, json and ASE raise many types for bad files
+        raise ValueError(f"{sid}: unreadable structure file ({type(e).__name__}: {e})") from e
+    if not items: raise ValueError(f"{sid}: no structure in the file")
+    return [(sid, items[0])] if len(items) == 1 else [(f"{sid}#{k}", it) for k, it in enumerate(items)]
+
+# %% ../nbs/03_records.ipynb #7882e4ee
+def as_structure(x):  # a Structure, a `Structure.as_dict()`, an ASE Atoms; anything else is returned as it is
+    "A pymatgen Structure from the objects users hold (what is not one is left for the simulator to refuse by name)."
+    if isinstance(x, dict):
+        try: return Structure.from_dict(x)
+        except Exception: return x
+    if type(x).__name__ == "Atoms" and hasattr(x, "get_scaled_positions"):  # ASE, without importing it
+        from pymatgen.io.ase import AseAtomsAdaptor
+        return AseAtomsAdaptor.get_structure(x)
+    return x
+
+# %% ../nbs/03_records.ipynb #adb25b31
+def read_structures(path,  # a structure file or a folder of them
+                    errors=None):  # None: raise on the first bad file or block; a list: append (id, reason) and go on
+    "Every structure in `path` as `(id, Structure)`, ids `file` or `file#k`; bad input raises `ValueError` naming it."
+    out = []
+    for sid, f in structure_files([path]):
+        try: items = structure_items(f, sid)
+        except (OSError, ValueError) as e:
+            if errors is None: raise
+            errors.append((sid, str(e))); continue
+        for iid, item in items:
+            try: out.append((iid, structure_from_obj(item, iid, ordered=False)))
+            except ValueError as e:
+                if errors is None: raise
+                errors.append((iid, str(e)))
+    return out
+
+# %% ../nbs/03_records.ipynb #d46089a2
+def read_items(paths,  # structure files and folders
+               progress=False):  # tqdm bar over files
+    "`(items, errors, order)`: `(id, CIF text | Structure)` per structure, `(id, reason)` per unreadable file, every id in input order."
+    items, errors, order = [], [], []
+    for sid, f in tqdm(structure_files(paths), desc="reading", disable=not progress):
+        try: got = structure_items(f, sid)
+        except (OSError, ValueError) as e: errors.append((sid, str(e))); order.append(sid); continue
+        items += got; order += [i for i, _ in got]
+    return items, errors, order
+
+# %% ../nbs/03_records.ipynb #30c62558
+def read_structure(path):  # a file holding one structure
+    "The one structure of a file; `ValueError` naming the file when it holds several (use `read_structures`) or none."
+    got = read_structures(path)
+    if len(got) != 1: raise ValueError(f"{path}: the file holds {len(got)} structures; read_structures gives each its id")
+    return got[0][1]

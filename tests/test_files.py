@@ -8,7 +8,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from deepknet_lit import records as rec
-from deepknet_lit.diffraction import featurize_files, point_clouds, read_structure, read_structures
+from deepknet_lit.diffraction import featurize_files, point_clouds
+from deepknet_lit.records import read_structure, read_structures
 from deepknet_lit.records import RecordError, cif_blocks, parse_cif
 
 FCC = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
