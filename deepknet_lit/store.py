@@ -42,7 +42,8 @@ from .registry import cache_root
 # %% auto #0
 __all__ = ['STORE_FORMAT_VERSION', 'DEFAULT_CHUNK_SIZE', 'MAX_INDEX_LIMIT', 'stores_root', 'store_params', 'store_path',
            'featurizer_version', 'task_fingerprint', 'featurize_chunk', 'StoreSettings', 'build_store', 'Store',
-           'StoreError', 'open_store', 'list_stores', 'format_store_summary', 'plot_store']
+           'StoreError', 'open_store', 'list_stores', 'format_store_summary', 'ArrayStore', 'load_npz_store',
+           'plot_store']
 
 # %% ../nbs/05_store.ipynb #2365c69e
 STORE_FORMAT_VERSION = 1  # bump when the files of a store or the chunk payload change
@@ -662,6 +663,35 @@ def format_store_summary(store: Store) -> str:
     lines += [f"  skipped {i}: {r}" for i, r in store.skipped[:5]]
     if len(store.skipped) > 5: lines.append(f"  ... {len(store.skipped) - 5} more in skipped.csv")
     return "\n".join(lines)
+
+# %% ../nbs/05_store.ipynb #71b8421a
+@dataclass
+class ArrayStore:
+    "A minimal in-memory store: features (N, n, C), y (N,), ids, classes, meta, skipped, values (N,) for regression."
+    features: np.ndarray
+    y: np.ndarray
+    ids: list
+    classes: list
+    meta: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    values: np.ndarray | None = None  # the label values a regression target reads (see `regression_data`)
+
+# %% ../nbs/05_store.ipynb #dcb412bb
+def load_npz_store(path) -> ArrayStore:
+    "Open a `.npz` holding `features` (N, n, 4) and `y` (N,) (and optionally `ids`, `classes`, `values`)."
+    z = np.load(path, allow_pickle=False)
+    for k in ("features", "y"):
+        if k not in z:
+            raise ValueError(f"{path}: a .npz store needs arrays 'features' and 'y'; '{k}' is missing")
+    f, y = z["features"].astype(np.float32), z["y"].astype(np.int64)
+    if f.ndim != 3 or len(f) != len(y):
+        raise ValueError(f"{path}: features must be (N, n, C) with N = len(y); got {f.shape} and {y.shape}")
+    ids = [str(i) for i in z["ids"]] if "ids" in z else [str(i) for i in range(len(y))]
+    classes = [str(c) for c in z["classes"]] if "classes" in z else [str(c) for c in range(int(y.max()) + 1)]
+    values = z["values"].astype(np.float64) if "values" in z else None
+    if values is not None and values.shape != y.shape:
+        raise ValueError(f"{path}: 'values' must be (N,) like 'y', got {values.shape}")
+    return ArrayStore(f, y, ids, classes, {"source": str(path)}, values=values)
 
 # %% ../nbs/05_store.ipynb #7aef4744
 def plot_store(store: Store,  # an open store

@@ -34,15 +34,15 @@ from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
 from .registry import cache_root
-from .store import StoreSettings, build_store, open_store
+from .store import ArrayStore, StoreSettings, build_store, load_npz_store, open_store
 from .tasks import make_splits, split_hash
 
 # %% auto #0
 __all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'FIXED_PERTURBATIONS', 'fast_malloc_active',
-           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'ArrayStore', 'load_npz_store',
-           'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'resolve_device', 'build_model',
-           'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data',
-           'evaluate_rows', 'selection_score', 'train', 'main']
+           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'load_task_data', 'open_data',
+           'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer', 'CheckpointError',
+           'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data', 'evaluate_rows', 'selection_score',
+           'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -211,35 +211,6 @@ def make_config(
         d.update(load_config_file(config_file))
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(d)
-
-# %% ../nbs/07_train.ipynb #71b8421a
-@dataclass
-class ArrayStore:
-    "A minimal in-memory store: features (N, n, C), y (N,), ids, classes, meta, skipped, values (N,) for regression."
-    features: np.ndarray
-    y: np.ndarray
-    ids: list
-    classes: list
-    meta: dict = field(default_factory=dict)
-    skipped: list = field(default_factory=list)
-    values: np.ndarray | None = None  # the label values a regression target reads (see `regression_data`)
-
-# %% ../nbs/07_train.ipynb #dcb412bb
-def load_npz_store(path) -> ArrayStore:
-    "Open a `.npz` holding `features` (N, n, 4) and `y` (N,) (and optionally `ids`, `classes`, `values`)."
-    z = np.load(path, allow_pickle=False)
-    for k in ("features", "y"):
-        if k not in z:
-            raise ValueError(f"{path}: a .npz store needs arrays 'features' and 'y'; '{k}' is missing")
-    f, y = z["features"].astype(np.float32), z["y"].astype(np.int64)
-    if f.ndim != 3 or len(f) != len(y):
-        raise ValueError(f"{path}: features must be (N, n, C) with N = len(y); got {f.shape} and {y.shape}")
-    ids = [str(i) for i in z["ids"]] if "ids" in z else [str(i) for i in range(len(y))]
-    classes = [str(c) for c in z["classes"]] if "classes" in z else [str(c) for c in range(int(y.max()) + 1)]
-    values = z["values"].astype(np.float64) if "values" in z else None
-    if values is not None and values.shape != y.shape:
-        raise ValueError(f"{path}: 'values' must be (N,) like 'y', got {values.shape}")
-    return ArrayStore(f, y, ids, classes, {"source": str(path)}, values=values)
 
 # %% ../nbs/07_train.ipynb #eb9d604a
 def load_task_data(config: TrainConfig):

@@ -102,7 +102,8 @@ def test_bad_inputs_are_named():
 
 def test_run_baseline_uses_training_split(tmp_path):
     "run_baseline opens the data and splits them exactly as deepknet_lit.train does."
-    from deepknet_lit.train import TrainConfig, load_npz_store, split_indices
+    from deepknet_lit.store import load_npz_store
+    from deepknet_lit.train import TrainConfig, split_indices
     s = _store(n=200)
     np.savez(tmp_path / "s.npz", features=s.features, y=s.y)
     cfg = dict(store_path=str(tmp_path / "s.npz"), seed=3)

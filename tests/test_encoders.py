@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 from deepknet_lit.diffraction import point_clouds
 from deepknet_lit.model import PointNet
 from deepknet_lit.predict import predict_powder
-from deepknet_lit.train import ArrayStore, TrainConfig, load_model, train
+from deepknet_lit.store import ArrayStore
+from deepknet_lit.train import TrainConfig, load_model, train
 
 DEEPKNET = str(Path(sys.executable).parent / "deepknet")
 MIRROR = Path(os.environ.get("DEEPKNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -31,6 +31,7 @@ from deepknet_lit import records as rec, registry as reg, userdata as ud
 from deepknet_lit import cli, mp, sources as src, store as st, train as T
 from deepknet_lit.runs import evaluate_run
 from deepknet_lit.predict import predict_structures
+from deepknet_lit.store import ArrayStore
 from deepknet_lit.tasks import load_task
 
 
@@ -66,7 +67,7 @@ def synthetic(N=48, n=27, seed=0):
     y = rng.integers(0, 2, N)
     f = rng.normal(size=(N, n, 4)).astype(np.float32)
     f[..., 3] = np.clip(rng.random((N, n)) * 0.5 + 0.4 * y[:, None], 0.01, 1.0)
-    return T.ArrayStore(f, y, [f"m{i}" for i in range(N)], ["metal", "insulator"])
+    return ArrayStore(f, y, [f"m{i}" for i in range(N)], ["metal", "insulator"])
 
 
 def tiny(**kw):

@@ -12,7 +12,8 @@ from deepknet_lit.diffraction import point_clouds
 from deepknet_lit.evaluate import predict_probs
 from deepknet_lit.predict import (featurize_settings, load_run, predict_features, predict_files, predict_structures,
                                   rotation_probs, write_table)
-from deepknet_lit.train import ArrayStore, TrainConfig, train
+from deepknet_lit.store import ArrayStore
+from deepknet_lit.train import TrainConfig, train
 
 FCC = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
 

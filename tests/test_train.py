@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from deepknet_lit import train as T
+from deepknet_lit.store import ArrayStore, load_npz_store
 
 
 def synthetic(N=96, n=27, seed=0, k=2):
@@ -89,14 +90,14 @@ def test_random_labels_do_not_learn(tmp_path):
     "The learning test can fail: with labels independent of the input, test AUC stays near 0.5."
     f, y = synthetic(N=160)
     y = np.random.default_rng(9).integers(0, 2, len(y))
-    store = T.ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
     res = T.train(tiny(epochs=3), tmp_path / "r", store=store, progress=False)
     assert abs(res["test"]["roc_auc"] - 0.5) < 0.3
 
 
 def test_resume_is_exact(tmp_path):
     f, y = synthetic()
-    store = T.ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
     cfg = tiny(dropout=0.2, perturbation="phi2")
     a = T.train(cfg, tmp_path / "a", store=store, progress=False)
     assert T.train(cfg, tmp_path / "b", store=store, progress=False, stop_after=1) == {}
@@ -119,7 +120,7 @@ def test_resume_is_exact(tmp_path):
 
 def test_early_stopping_and_multiclass(tmp_path):
     f, y = synthetic(N=120, k=3)
-    store = T.ArrayStore(f, y, [str(i) for i in range(len(y))], ["a", "b", "c"])
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["a", "b", "c"])
     res = T.train(tiny(epochs=30, patience=1, lr=1e-6, schedule="none"), tmp_path / "e", store=store, progress=False)
     assert len(res["history"]) < 30                      # stopped early
     assert res["valid"]["n_classes"] == 3 and len(res["test"]["confusion"]) == 3
@@ -127,7 +128,7 @@ def test_early_stopping_and_multiclass(tmp_path):
 
 def test_no_intensity_and_optimizers(tmp_path):
     f, y = synthetic()
-    store = T.ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
     res = T.train(tiny(epochs=1, perturbation="no_intensity", optimizer="sgd", schedule="step"), tmp_path / "n",
                   store=store, progress=False)
     model, _ = T.load_model(tmp_path / "n")
@@ -140,7 +141,7 @@ def test_bad_store_and_device(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, features=np.zeros((3, 2, 4), np.float32))
     with pytest.raises(ValueError, match="'y' is missing"):
-        T.load_npz_store(bad)
+        load_npz_store(bad)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             T.resolve_device("cuda")
