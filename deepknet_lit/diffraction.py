@@ -101,35 +101,39 @@ def scatterer_coefficients(symbol,  # element symbol as pymatgen writes it ("Fe"
     return coef
 
 def _check_cell(structure, probe, name):
-    "Type, probe, sites, lattice and coordinates; returns the (3, 3) lattice matrix, the volume in Å³ and the (m, 3) fractional coordinates."
+    "Type, probe, sites and lattice; returns the (3, 3) lattice matrix. (Volumes are computed later, all at once.)"
     if not isinstance(structure, Structure):
         raise TypeError(f"{name}: expected a pymatgen Structure, got {type(structure).__name__}")
     if probe not in PROBES: raise ValueError(f"unknown probe {probe!r}: use 'xray' or 'neutron'")
     if len(structure) == 0: raise ValueError(f"{name}: empty structure (no sites)")
     m = np.asarray(structure.lattice.matrix, dtype=float)
-    if not np.isfinite(m).all(): raise ValueError(f"{name}: non-finite lattice matrix {m.tolist()}")
-    vol = abs(np.linalg.det(m))
+    rows = m.tolist()  # Python floats: nine checks and a triple product cost less than one numpy call
+    if not all(math.isfinite(x) for r in rows for x in r): raise ValueError(f"{name}: non-finite lattice matrix {rows}")
+    (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = rows
+    vol = abs(a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0))  # a · (b × c)
     if not vol > 1e-3: raise ValueError(f"{name}: degenerate lattice (cell volume {vol:.3g} Å³)")
-    frac = np.asarray(structure.frac_coords, dtype=float)  # pymatgen builds it site by site: once per structure
-    if not np.isfinite(frac).all(): raise ValueError(f"{name}: non-finite atomic coordinates")
-    return m, vol, frac
+    return m
 
 def _atoms(structure, probe, name):
-    "One entry per (site, species): site index, scatterer index, occupancy; and the scatterers' coefficients (E, 9)."
-    symbols, site_idx, scat_idx, occus = {}, [], [], []
-    for i, site in enumerate(structure):
+    "One atom per (site, species): fractional coordinates (m, 3), scatterer index and occupancy of each, and the scatterers' (9,) coefficients."
+    symbols, rows, scat, occus = {}, [], [], []
+    for site in structure.sites:
+        fc = site.frac_coords
         for sp, occu in site.species.items():
-            sym = sp.symbol if hasattr(sp, "symbol") else str(sp)  # str() only when needed: it is slow
+            sym = getattr(sp, "symbol", None) or str(sp)  # str() only when needed: it is slow
             e = symbols.get(sym)
             if e is None:
                 if scatterer_coefficients(sym, probe) is None:
                     table = ("X-ray form factor (pymatgen ATOMIC_SCATTERING_PARAMS)" if probe == "xray" else
                              "neutron scattering length (pymatgen ATOMIC_SCATTERING_LEN)")
+                    i = structure.sites.index(site)
                     raise ValueError(f"{name}: site {i} has species {str(sp)!r} with no {table}")
                 e = symbols[sym] = len(symbols)
-            site_idx.append(i); scat_idx.append(e); occus.append(occu)
-    coef = np.stack([scatterer_coefficients(s, probe) for s in symbols])
-    return np.array(site_idx), np.array(scat_idx), np.array(occus, dtype=float), coef
+            rows.append(fc); scat.append(e); occus.append(occu)
+    frac = np.concatenate(rows).reshape(-1, 3)
+    if not np.isfinite(frac).all(): raise ValueError(f"{name}: non-finite atomic coordinates")
+    return frac, scat, occus, [scatterer_coefficients(s, probe) for s in symbols]
+
 
 # %% ../nbs/01_diffraction.ipynb #2daba2b8
 def check_simulable(structure,  # pymatgen Structure
@@ -182,95 +186,95 @@ def _pymatgen_triclinic_cell(structure, cell):
 @dataclass
 class _Prepared:
     lattice: np.ndarray  # (3, 3) Å, rows a, b, c
-    frac: np.ndarray  # (m, 3) fractional coordinates
-    occ: np.ndarray  # (m, E) occupancy of atom j by scatterer e
-    coef: np.ndarray  # (E, 9) X-ray: Z, a1..a4, b1..b4 | neutron: b, 0...
-    volume: float  # Å³
+    frac: np.ndarray  # (m, 3) fractional coordinates, one row per atom
+    scat: list  # m scatterer indices into `coef`
+    occu: list  # m occupancies
+    coef: list  # E rows (9,): X-ray Z, a1..a4, b1..b4 | neutron b, 0...
 
 def _prepare(structure, probe="xray", cell="primitive", name="structure"):
-    lattice, volume, frac = _check_cell(structure, probe, name)
+    lattice = _check_cell(structure, probe, name)
     atoms = _atoms(structure, probe, name)  # fails on unknown species before the symmetry search sees them
     s = standard_cell(structure, cell, name)
     if s is not structure:
-        lattice, volume, frac = _check_cell(s, probe, name)
+        lattice = _check_cell(s, probe, name)
         atoms = _atoms(s, probe, name)
-    site_idx, scat_idx, occus, coef = atoms
-    occ = np.zeros((len(site_idx), len(coef)))
-    occ[np.arange(len(site_idx)), scat_idx] = occus
-    return _Prepared(lattice, frac[site_idx], occ, coef, float(volume))
+    return _Prepared(lattice, *atoms)
+
 
 # %% ../nbs/01_diffraction.ipynb #c0a3fb5a
-def _axis_phases(frac,  # (B, m, 3) fractional coordinates
+def _axis_phases(frac,  # (..., 3) fractional coordinates
                  K):  # largest |index|
-    "e^{2πi j x} for j = -K..K on each axis: (B, m, 3, 2K+1) complex, from powers of e^{2πi x}."
-    base = np.exp(2j * np.pi * frac)  # (B, m, 3)
+    "e^{2πi j x} for j = -K..K on each axis: (..., 3, 2K+1) complex, from powers of e^{2πi x}."
+    base = np.exp(2j * np.pi * frac)  # (..., 3)
     pos = np.empty(frac.shape + (K + 1,), dtype=complex)  # j = 0..K
     pos[..., 0] = 1.0
     for j in range(1, K + 1): pos[..., j] = pos[..., j - 1] * base
     return np.concatenate([pos[..., :0:-1].conj(), pos], -1)  # |e^{2πix}| = 1, so e^{-2πijx} is the conjugate
 
-def _intensity_chunk(hkl,  # (n, 3) int Miller indices
-                     s2,  # (B, n) s² = |g|²/4 in Å⁻²
-                     frac,  # (B, m, 3) fractional coordinates (padded)
-                     occ,  # (B, m, E) occupancies (padded with 0)
-                     coef,  # (B, E, 9) scatterer coefficients (padded with 0)
-                     volume,  # (B,) Å³
-                     probe="xray"):
-    "Raw intensities |F|²/V², shape (B, n), for one padded chunk."
-    K = int(np.abs(hkl).max())
-    ax = _axis_phases(frac, K)  # (B, m, 3, 2K+1)
-    phase = np.take(ax[:, :, 0], hkl[:, 0] + K, axis=2)  # (B, m, n)
-    phase *= np.take(ax[:, :, 1], hkl[:, 1] + K, axis=2)
-    phase *= np.take(ax[:, :, 2], hkl[:, 2] + K, axis=2)
-    S = np.einsum("bmn,bme->bne", phase, occ, optimize=True)  # (B, n, E): Σ_j occ_je e^{2πi h·r_j}
-    if probe == "xray":
-        x = -coef[:, None, :, 5:9] * s2[:, :, None, None]  # (B, n, E, 4): -b_i s²
-        np.exp(x, out=x)  # in place: one (B, n, E, 4) array, not three
-        x *= coef[:, None, :, 1:5]  # a_i e^{-b_i s²}
-        gauss = x[..., 0] + x[..., 1] + x[..., 2] + x[..., 3]  # (B, n, E), summed in the order .sum(-1) does
-        f = coef[:, None, :, 0] - XRAY_S2_FACTOR * s2[:, :, None] * gauss  # (B, n, E)  Eq. A1
-    else:
-        f = coef[:, None, :, 0]  # (B, 1, E) scattering lengths b_e, independent of s
-    F = (f * S).sum(-1)  # (B, n) complex structure factors
-    return (F.real ** 2 + F.imag ** 2) / (volume[:, None] ** 2)
+def _half_grid(hkl):  # (n, 3) int
+    "The half grid h = 0..K, k, l = -K..K as (n_grid, 3), the grid index of each point of hkl (its own or its Friedel mate's), and K."
+    K = int(np.abs(hkl).max()); w = 2 * K + 1
+    grid = np.stack(np.meshgrid(np.arange(K + 1), np.arange(-K, K + 1), np.arange(-K, K + 1), indexing="ij"), -1).reshape(-1, 3)
+    rep = np.where((hkl[:, 0] < 0)[:, None], -hkl, hkl)
+    return grid, rep[:, 0] * w * w + (rep[:, 1] + K) * w + rep[:, 2] + K, K
 
-def _friedel_half(hkl):  # (n, 3) int
-    "One representative per ±h pair (n_half, 3), and for every point the index of its representative."
-    neg = (hkl[:, 0] < 0) | ((hkl[:, 0] == 0) & (hkl[:, 1] < 0)) | ((hkl[:, 0] == 0) & (hkl[:, 1] == 0) & (hkl[:, 2] < 0))
-    uniq, inverse = np.unique(np.where(neg[:, None], -hkl, hkl), axis=0, return_inverse=True)
-    return uniq, inverse.reshape(-1)
+def _grid_phases(frac,  # (M, 3) fractional coordinates
+                 K):  # largest |index|
+    "e^{2πi h·r} on the half grid, (M, (K+1)(2K+1)²) complex, as (e^{2πihx} e^{2πiky}) e^{2πilz}."
+    ax = _axis_phases(frac, K)  # (M, 3, 2K+1)
+    return ((ax[:, 0, K:, None] * ax[:, 1, None, :])[:, :, :, None] * ax[:, 2, None, None, :]).reshape(len(frac), -1)
+
+def _form_factors(coef,  # (P, 9) one row per (structure, scatterer)
+                  s2,  # (P, n_grid) s² = |g|²/4 in Å⁻² of that structure
+                  probe="xray"):
+    "f_e(s) of each (structure, scatterer) at each point, (P, n_grid): Eq. A1 for X-rays, the scattering length for neutrons."
+    if probe != "xray": return np.broadcast_to(coef[:, None, 0], s2.shape)  # b_e, independent of s
+    x = -coef[:, None, 5:9] * s2[:, :, None]  # (P, n_grid, 4): -b_i s²
+    np.exp(x, out=x)  # in place: one (P, n_grid, 4) array, not three
+    x *= coef[:, None, 1:5]  # a_i e^{-b_i s²}
+    gauss = x[..., 0] + x[..., 1] + x[..., 2] + x[..., 3]  # summed in the order .sum(-1) does
+    return coef[:, None, 0] - XRAY_S2_FACTOR * s2 * gauss
+
 
 # %% ../nbs/01_diffraction.ipynb #02df6861
 def _simulate(preps,  # list of _Prepared
               hkl,  # (n, 3) int
               probe="xray",
-              chunk_entries=50_000,  # max B·m·n_half per chunk: 0.8 MB complex arrays stay in cache (2x faster than 1e6)
+              chunk_entries=30_000,  # max atoms · grid points per chunk: 0.5 MB complex arrays stay in L2 cache
               progress=False):  # tqdm bar over structures
-    "Raw intensities (N, n) and Cartesian g vectors (N, n, 3) for prepared structures, in chunks sorted by size."
+    "Raw intensities (N, n), Cartesian g vectors (N, n, 3), |g|² (N, n) and cell volumes (N,) for prepared structures."
     N, n = len(preps), len(hkl)
-    half, inverse = _friedel_half(hkl)
-    intens, cart = np.empty((N, n)), np.empty((N, n, 3))
-    sizes = np.array([len(p.frac) for p in preps])
-    order = np.argsort(sizes, kind="stable")
-    start, bar = 0, tqdm(total=N, desc="structure factors", disable=not progress)
+    grid, where, K = _half_grid(hkl)
+    lattice = np.stack([p.lattice for p in preps])
+    volume = np.abs(np.linalg.det(lattice))
+    recip = np.linalg.inv(lattice).transpose(0, 2, 1)  # (N, 3, 3) rows a*, b*, c*
+    cart = np.matmul(hkl.astype(float), recip)
+    g2 = cart[..., 0] ** 2 + cart[..., 1] ** 2 + cart[..., 2] ** 2  # (N, n) Å⁻², summed as .sum(-1) does
+    on_grid = np.full(len(grid), -1); on_grid[where] = np.arange(n)
+    s2 = (g2[:, on_grid] if (on_grid >= 0).all() else (np.matmul(grid.astype(float), recip) ** 2).sum(-1)) / 4
+    m, E = np.array([len(p.frac) for p in preps]), np.array([len(p.coef) for p in preps])
+    atom_end, pair_end = np.cumsum(m), np.cumsum(E)  # atoms, and (structure, scatterer) pairs, end to end
+    frac = np.concatenate([p.frac for p in preps])
+    occu = np.fromiter((o for p in preps for o in p.occu), float, atom_end[-1])
+    pair = np.fromiter((e for p in preps for e in p.scat), np.int64, atom_end[-1]) + np.repeat(pair_end - E, m)
+    coef, owner = np.array([c for p in preps for c in p.coef]), np.repeat(np.arange(N), E)
+    weighted = not (occu == 1.0).all()  # ordered crystals skip the occupancy product
+    intens = np.empty((N, n))
+    start, per, bar = 0, max(1, chunk_entries // len(grid)), tqdm(total=N, desc="structure factors", disable=not progress)
     while start < N:
-        stop = start + 1  # grow the chunk while the padded work (B · largest m · n_half) stays under the bound
-        while stop < N and (stop + 1 - start) * sizes[order[stop]] * len(half) <= chunk_entries: stop += 1
-        idx = order[start:stop]
-        B, m, E = len(idx), sizes[idx].max(), max(len(preps[i].coef) for i in idx)
-        frac, occ, coef = np.zeros((B, m, 3)), np.zeros((B, m, E)), np.zeros((B, E, 9))
-        for b, i in enumerate(idx):
-            p = preps[i]
-            frac[b, :len(p.frac)], occ[b, :len(p.frac), :len(p.coef)], coef[b, :len(p.coef)] = p.frac, p.occ, p.coef
-        recip = np.linalg.inv(np.stack([preps[i].lattice for i in idx])).transpose(0, 2, 1)  # (B, 3, 3) rows a*, b*, c*
-        s2 = (np.matmul(half.astype(float), recip) ** 2).sum(-1) / 4  # (B, n_half) in Å⁻²
-        vol = np.array([preps[i].volume for i in idx])
-        intens[idx] = _intensity_chunk(half, s2, frac, occ, coef, vol, probe)[:, inverse]
-        cart[idx] = np.matmul(hkl.astype(float), recip)
+        a0, p0 = (atom_end[start - 1], pair_end[start - 1]) if start else (0, 0)
+        stop = min(N, max(start + 1, int(np.searchsorted(atom_end, a0 + per, side="right"))))  # whole structures
+        w = _form_factors(coef[p0:pair_end[stop - 1]], s2[owner[p0:pair_end[stop - 1]]], probe)[pair[a0:atom_end[stop - 1]] - p0]
+        if weighted: w *= occu[a0:atom_end[stop - 1], None]
+        phase = _grid_phases(frac[a0:atom_end[stop - 1]], K)
+        phase *= w
+        F = np.add.reduceat(phase, atom_end[start:stop] - m[start:stop] - a0, axis=0)  # (B, n_grid) per structure
+        intens[start:stop] = ((F.real ** 2 + F.imag ** 2) / volume[start:stop, None] ** 2)[:, where]
         bar.update(stop - start)
         start = stop
     bar.close()
-    return intens, cart
+    return intens, cart, g2, volume
+
 
 # %% ../nbs/01_diffraction.ipynb #2e61d91f
 @dataclass
@@ -299,7 +303,9 @@ class PointCloud:
                 f"cell={self.cell}, V={self.volume:.2f} Å³)")
 
 def _features(cart, intensity):  # (..., n, 3), (..., n) -> (..., n, 4) float32
-    return np.concatenate([cart, normalise_intensity(intensity)[..., None]], -1).astype(np.float32)
+    out = np.empty(cart.shape[:-1] + (4,), np.float32)  # written in place: no float64 copy of the whole batch
+    out[..., :3], out[..., 3] = cart, normalise_intensity(intensity)
+    return out
 
 # %% ../nbs/01_diffraction.ipynb #3372ae90
 def point_cloud(structure,  # pymatgen Structure
@@ -314,12 +320,11 @@ def point_cloud(structure,  # pymatgen Structure
     name = material_id or getattr(structure, "formula", "structure")
     prep = _prepare(structure, probe, cell, name)
     hkl = miller_indices(point_set, max_index)
-    intens, cart = _simulate([prep], hkl, probe)
-    intens, cart = intens[0], cart[0]
-    inside = np.linalg.norm(cart, axis=1) <= 2.0 / wavelength
+    intens, cart, g2, volume = (a[0] for a in _simulate([prep], hkl, probe))
+    inside = np.sqrt(g2) <= 2.0 / wavelength
     keep = inside if sphere else np.ones(len(hkl), bool)
     return PointCloud(hkl[keep], cart[keep], intens[keep], _features(cart[keep], intens[keep]), material_id,
-                      structure.composition.reduced_formula, probe, cell, prep.volume, wavelength, inside[keep])
+                      structure.composition.reduced_formula, probe, cell, float(volume), wavelength, inside[keep])
 
 # %% ../nbs/01_diffraction.ipynb #3ce2bd7c
 @dataclass
@@ -347,7 +352,7 @@ def point_clouds(structures,  # iterable of pymatgen Structures
                  wavelength=CU_KALPHA,  # Å
                  sphere=False,  # zero the intensity of points outside the limiting sphere
                  progress=True,  # tqdm progress bar
-                 chunk_entries=50_000):  # bound on B·m·n per chunk (memory, cache)
+                 chunk_entries=30_000):  # bound on atoms · grid points per chunk (memory, cache)
     "Point clouds of many structures, batched; bad structures are skipped and listed in `errors`."
     if probe not in PROBES: raise ValueError(f"unknown probe {probe!r}: use 'xray' or 'neutron'")
     if cell not in CELLS: raise ValueError(f"unknown cell {cell!r}: use one of {CELLS}")
@@ -364,11 +369,11 @@ def point_clouds(structures,  # iterable of pymatgen Structures
     if not preps:
         return PointCloudBatch(np.zeros((0, n, 4), np.float32), [], hkl, errors, np.zeros((0, n), bool), np.zeros(0),
                                dict(probe=probe, cell=cell, point_set=point_set, max_index=max_index, wavelength=wavelength, sphere=sphere))
-    intens, cart = _simulate(preps, hkl, probe, chunk_entries, progress)
-    inside = np.linalg.norm(cart, axis=-1) <= 2.0 / wavelength  # (N, n)
+    intens, cart, g2, volume = _simulate(preps, hkl, probe, chunk_entries, progress)
+    inside = np.sqrt(g2) <= 2.0 / wavelength  # (N, n)
     if sphere: intens = np.where(inside, intens, 0.0)
     meta = dict(probe=probe, cell=cell, point_set=point_set, max_index=max_index, wavelength=wavelength, sphere=sphere)
-    return PointCloudBatch(_features(cart, intens), ok, hkl, errors, inside, np.array([p.volume for p in preps]), meta)
+    return PointCloudBatch(_features(cart, intens), ok, hkl, errors, inside, volume, meta)
 
 # %% ../nbs/01_diffraction.ipynb #1bfdcf75
 def barcode(x,  # PointCloud, (n, 4) features or (N, n, 4) features
