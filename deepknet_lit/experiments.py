@@ -463,7 +463,7 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task="metallicity", n=343, seed=s, exclude="perovskites") for s in seeds]
     jobs += [_net(task="metallicity", n=125, seed=s, mlp=(64, 128, 256, 32), head=(128, 64)) for s in seeds[:1]]
     jobs += [_base(task=t, model="rf", seed=s) for s in seeds for t in small + big]
-    jobs += [_net(task="metallicity", n=343, seed=seeds[0], **kw) for kw in HYPERPARAMETER_VARIANTS.values()]
+    jobs += [_net(task="metallicity", n=343, seed=s, **kw) for s in seeds for kw in HYPERPARAMETER_VARIANTS.values()]  # Table III
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
              if t in tasks_]
     jobs += beyond_the_paper(seeds, [t for t in small + big if t in g.get("beyond_tasks", tasks_)],
