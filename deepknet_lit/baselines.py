@@ -24,7 +24,7 @@ from .train import TrainConfig, open_data, split_indices
 
 # %% auto #0
 __all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'REGRESSION_MAX_LEAVES', 'barcodes', 'param_grid', 'make_estimator',
-           'fit_baseline', 'fit_regressor', 'run_baseline']
+           'grid_search', 'fit_baseline', 'fit_regressor', 'run_baseline']
 
 # %% ../nbs/09_baselines.ipynb #214549e7
 def barcodes(
@@ -154,6 +154,39 @@ def _evaluate(y_true, probs, classes, seed: int, n_boot: int) -> dict:
         res["roc_auc_ci"] = bootstrap_ci(y_true, probs, n_boot=n_boot, seed=seed)
     return res
 
+# %% ../nbs/09_baselines.ipynb #883cbad6
+def grid_search(
+    grid: list,  # candidate parameter dicts, in the order to fit them
+    fit_one,  # params -> (validation scores: dict, test output: array); fits one candidate
+    better,  # (scores, best_scores) -> bool: does the new candidate beat the best so far?
+    checkpoint: str | Path | None = None,  # JSON file that keeps finished candidates across interruptions (deleted at the end)
+    progress: bool = True,  # tqdm bar over the grid
+    desc: str = "grid",  # the bar's label
+) -> dict:  # candidates [{params, valid}], best (index), test (its output), seconds (all), resumed (candidates, seconds before)
+    "Fit every candidate, keep the best on validation; with `checkpoint`, resume after the last finished candidate."
+    path = Path(checkpoint) if checkpoint is not None else None
+    state = dict(grid=jsonable(grid), candidates=[], best=None, test=None, seconds=0.0)
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("grid") == state["grid"]: state = saved  # another grid: start over
+    resumed, before, t0 = len(state["candidates"]), state["seconds"], time.perf_counter()
+    for i in tqdm(range(resumed, len(grid)), desc=desc, disable=not progress, initial=resumed, total=len(grid)):
+        scores, out = fit_one(grid[i])
+        state["candidates"].append(dict(params=grid[i], valid=scores))
+        if state["best"] is None or better(scores, state["candidates"][state["best"]]["valid"]):
+            state["best"], state["test"] = i, np.asarray(out).tolist()
+        state["seconds"] = before + time.perf_counter() - t0
+        if path is not None: write_json(state, path)
+    if path is not None: path.unlink(missing_ok=True)
+    return dict(candidates=state["candidates"], best=state["best"], test=np.asarray(state["test"]),
+                seconds=before + time.perf_counter() - t0, resumed=resumed, resumed_seconds=before)
+
+def _auc_key(s: dict) -> tuple:
+    "Classifier ranking: validation ROC-AUC (missing or NaN counts as -1), then accuracy."
+    auc = s.get("roc_auc")
+    return (-1.0 if auc is None or auc != auc else auc, s["accuracy"])
+
+
 # %% ../nbs/09_baselines.ipynb #c5981c77
 def fit_baseline(
     store,  # a featurized `Store` (or anything with `features (N,n,4)`, `y (N,)`, optional `hkl`, `classes`, `ids`)
@@ -165,6 +198,7 @@ def fit_baseline(
     out: str | Path | None = None,  # write the result as JSON here (a file path)
     progress: bool = True,  # tqdm bar over the grid
     n_boot: int = 500,  # bootstrap resamples for the test ROC-AUC interval (0: none), as for the network
+    checkpoint: str | Path | None = None,  # JSON file that makes the grid search resumable (see `grid_search`)
 ) -> dict:  # best params, validation scores of every candidate, test metrics of the selected model
     "Fit a tree-ensemble baseline on bar codes, select on the validation split, report test metrics."
     for part in ("train", "valid", "test"):
@@ -177,20 +211,17 @@ def fit_baseline(
     tr, va, te = (np.asarray(split[p], dtype=int) for p in ("train", "valid", "test"))
     if len(np.unique(y[tr])) < 2:
         raise ValueError("the training split holds a single class; a classifier cannot be fitted")
-    t0 = time.perf_counter()
-    candidates, best, best_model = [], None, None
-    for params in tqdm(param_grid(kind, grid), desc=f"{kind} grid", disable=not progress):
+    def fit_one(params):
         model = make_estimator(kind, params, X.shape[1], seed, n_jobs).fit(X[tr], y[tr])
-        s = _scores(y[va], _full_probs(model, X[va], n_classes))
-        candidates.append(dict(params=params, valid=s))
-        key = (np.nan_to_num(s["roc_auc"], nan=-1.0), s["accuracy"])
-        if best is None or key > best[0]:
-            best, best_model = (key, params, s), model
-    test_probs = _full_probs(best_model, X[te], n_classes)
-    result = dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best[1],
-                  valid=best[2], test=_evaluate(y[te], test_probs, classes, seed, n_boot), classes=classes,
+        return _scores(y[va], _full_probs(model, X[va], n_classes)), _full_probs(model, X[te], n_classes)
+    s = grid_search(param_grid(kind, grid), fit_one, lambda a, b: _auc_key(a) > _auc_key(b), checkpoint, progress,
+                    f"{kind} grid")
+    best = s["candidates"][s["best"]]
+    result = dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best["params"],
+                  valid=best["valid"], test=_evaluate(y[te], s["test"], classes, seed, n_boot), classes=classes,
                   n_train=len(tr), n_valid=len(va), n_test=len(te), n_features=X.shape[1],
-                  fit_seconds=time.perf_counter() - t0, candidates=candidates)
+                  fit_seconds=s["seconds"], resumed=s["resumed"], resumed_seconds=s["resumed_seconds"],
+                  candidates=s["candidates"])
     result = jsonable(result)
     if out is not None:
         out = Path(out)
@@ -210,6 +241,7 @@ def fit_regressor(
     progress: bool = True,  # tqdm bar over the grid
     n_boot: int = 500,  # bootstrap resamples for the test MAE interval (0: none)
     unit: str | None = None,  # unit of the values, for the report
+    checkpoint: str | Path | None = None,  # JSON file that makes the grid search resumable (see `grid_search`)
 ) -> dict:  # best params, validation scores of every candidate, test metrics of the selected model
     "Fit a tree-ensemble regressor on bar codes, select on validation MAE, report test metrics."
     t = np.asarray(values, dtype=float)
@@ -219,18 +251,17 @@ def fit_regressor(
     X = barcodes(store.features, getattr(store, "hkl", None), getattr(store, "ids", None))
     grid_list = [dict(g, criterion=None) for g in param_grid(kind, grid)]
     grid_list = [dict(s) for s in dict.fromkeys(tuple(sorted(g.items(), key=str)) for g in grid_list)]  # no criterion: drop repeats
-    t0, candidates, best = time.perf_counter(), [], None
-    for params in tqdm(grid_list, desc=f"{kind} grid", disable=not progress):
+    def fit_one(params):
         model = make_estimator(kind, params, X.shape[1], seed, n_jobs, regression=True).fit(X[tr], t[tr])
-        s = evaluate_values(t[va], model.predict(X[va]), unit=unit)
-        candidates.append(dict(params=params, valid=s))
-        if best is None or s["mae"] < best[2]["mae"]: best = (model, params, s)
-    pred = best[0].predict(X[te])
+        return evaluate_values(t[va], model.predict(X[va]), unit=unit), model.predict(X[te])
+    s = grid_search(grid_list, fit_one, lambda a, b: a["mae"] < b["mae"], checkpoint, progress, f"{kind} grid")
+    best, pred = s["candidates"][s["best"]], s["test"]
     test = evaluate_values(t[te], pred, train_mean=float(t[tr].mean()), unit=unit)
     if n_boot: test["mae_ci"] = bootstrap_values_ci(t[te], pred, n_boot=n_boot, seed=seed)
-    return jsonable(dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best[1],
-                         valid=best[2], test=test, n_train=len(tr), n_valid=len(va), n_test=len(te),
-                         n_features=X.shape[1], fit_seconds=time.perf_counter() - t0, candidates=candidates))
+    return jsonable(dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best["params"],
+                         valid=best["valid"], test=test, n_train=len(tr), n_valid=len(va), n_test=len(te),
+                         n_features=X.shape[1], fit_seconds=s["seconds"], resumed=s["resumed"],
+                         resumed_seconds=s["resumed_seconds"], candidates=s["candidates"]))
 
 # %% ../nbs/09_baselines.ipynb #45a6cf1c
 def run_baseline(

@@ -365,7 +365,7 @@ def _majority(store, split: dict) -> dict:
         out[part] = evaluate_probs(y[split[part]], np.tile(freq, (len(split[part]), 1)), list(store.classes))
     return dict(out, best_params=None)
 
-def _regression_baseline(store, split, config, model, grid, seed, progress) -> dict:
+def _regression_baseline(store, split, config, model, grid, seed, progress, checkpoint=None) -> dict:
     "A baseline of a regression target: the training mean for every material ('majority', matbench's Dummy), or trees."
     _, target, split = regression_data(config, store, split)  # its unit and training mean; splits without undefined values
     values = REGRESSION_TASKS[config.task].target(store.values)
@@ -377,7 +377,7 @@ def _regression_baseline(store, split, config, model, grid, seed, progress) -> d
         return dict(best_params=None, **res)
     return fit_regressor(_origin_only(store) if model == "density" else store, split, values,
                          kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2,
-                         progress=progress, unit=target["unit"])
+                         progress=progress, unit=target["unit"], checkpoint=checkpoint)
 
 def _origin_only(store):
     "The store reduced to its (000) point: one feature, the squared mean electron density."
@@ -407,14 +407,17 @@ def run_baseline(task: str,  # task name
     t0 = time.time()
     store = experiment_store(config, progress)
     split = split_indices(store, config, task_data)
-    if is_regression(task): res = _regression_baseline(store, split, config, model, grid, seed, progress)
+    checkpoint = cache_root() / "runs" / profile / "baselines" / f"{key}.json"  # a killed grid search resumes from it
+    if is_regression(task): res = _regression_baseline(store, split, config, model, grid, seed, progress, checkpoint)
     elif model == "majority": res = _majority(store, split)
     else:
         res = fit_baseline(_origin_only(store) if model == "density" else store, split,
-                           kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2, progress=progress)
+                           kind="rf" if model == "rf" else "xgb", grid=grid or "small", seed=seed, n_jobs=2, progress=progress,
+                           checkpoint=checkpoint)
     record = dict(key=key, profile=profile, experiment=dict(task=task, n=n, model=model, seed=seed, grid=grid),
                   data=task_fingerprint(task_data), featurizer=FEATURIZER_VERSION, training=TRAINING_VERSION,
-                  split_hash=task_split_hash(config, task_data), test_hash=split_hash(store.ids[i] for i in split["test"]), seconds=round(time.time() - t0, 1),
+                  split_hash=task_split_hash(config, task_data), test_hash=split_hash(store.ids[i] for i in split["test"]),
+                  seconds=round(time.time() - t0 + (res.get("resumed_seconds") or 0.0), 1),  # before an interruption too
                   best_params=res.get("best_params"), valid=res["valid"], test=res["test"])
     write_json(record, path)
     return record
