@@ -25,21 +25,23 @@ from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
 
 # %% auto #0
-__all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS', 'HYPERPARAMETER_VARIANTS',
-           'NETWORK_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile', 'parse_list',
-           'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
-           'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'select_points', 'experiment_config',
-           'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash',
-           'experiment_key', 'run_experiment', 'parity_points', 'run_grid', 'run_baseline', 'is_abo3', 'perovskite_ids',
-           'plan', 'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
+__all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS',
+           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile',
+           'parse_list', 'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare',
+           'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table',
+           'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
+           'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
+           'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'beyond_the_paper',
+           'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
     "quick": dict(PAPER_GRID, seeds=(0,),
                   task_kwargs={"crystal_system": {"limit": 1500}, "trigonal_hexagonal": {"limit": 4000}},
-                  beyond_tasks=("bulk_modulus",), beyond_rotated=("crystal_system",)),  # CI's minutes: one task each
-    "full": dict(PAPER_GRID, seeds=(0, 1, 2)),
-    "gpu": dict(PAPER_GRID, seeds=(0, 1, 2)),
+                  beyond_tasks=("bulk_modulus",), beyond_rotated=("crystal_system",),  # CI's minutes: one task each
+                  learning_tasks=("stability",), learning_fractions=(0.5,)),
+    "full": dict(PAPER_GRID, seeds=(0, 1, 2), learning_fractions=(0.1, 0.25, 0.5)),
+    "gpu": dict(PAPER_GRID, seeds=(0, 1, 2), learning_fractions=(0.1, 0.25, 0.5)),
 }
 
 def book_profile(profile: str) -> dict:
@@ -208,6 +210,35 @@ def opening(rows: list) -> str:
             f"{'lie' if inside != 1 else 'lies'} inside our 95 % intervals, {above} above and {below} below.")
     return text + (f" {pending} more are not computed yet." if pending else "")
 
+# %% ../nbs/12_experiments.ipynb #7a28d078
+TARGETS = {  # the reproduction's targets on our data, by task: (metric, value)
+    "metallicity": ("roc_auc", 0.91), "bulk_modulus": ("roc_auc", 0.95), "shear_modulus": ("roc_auc", 0.87),
+    "stability": ("roc_auc", 0.68), "crystal_system": ("accuracy", 0.95)}
+HEADLINE = {**{t: dict(n=343, perturbation="phi1") for t in PAPER_GRID["tasks"]},  # each task's headline setting
+            "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional")}  # Sec. III A
+
+def _row(rows, task, model, metric):
+    "The first row of `task`'s headline setting for `model` and `metric` (None if the chapters hold none)."
+    s = HEADLINE[task]
+    return next((r for r in rows if r["task"] == task and r["model"] == model and r["metric"] == metric
+                 and r["n"] == s["n"] and r["perturbation"] == s["perturbation"]), None)
+
+def target_table(rows: list) -> pd.DataFrame:
+    "Each target: ours with its interval, met or missed (by how much), and the network against bar-code XGBoost."
+    out = []
+    for task, (metric, goal) in TARGETS.items():
+        net, xgb = _row(rows, task, "pointnet", metric), _row(rows, task, "xgboost", metric)
+        ours = net["ours"] if net and net["ours"] is not None and math.isfinite(net["ours"]) else None
+        status = ("no result yet" if ours is None else "met" if ours >= goal else
+                  f"missed by {goal - ours:.3f}" + (" (target inside our interval)" if net["high"] >= goal else ""))
+        out.append({"task": task, "metric": metric, "target": goal, "ours": _fmt(ours),
+                    "95 % interval": "–" if ours is None else f"{_fmt(net['low'])} – {_fmt(net['high'])}",
+                    "seeds": net["seeds"] if net else 0, "target met": status,
+                    "bar-code XGBoost": _fmt(xgb["ours"]) if xgb else "–",
+                    "network vs XGBoost": beats(net, xgb) if net and xgb else "–"})
+    return pd.DataFrame(out)
+
+
 # %% ../nbs/12_experiments.ipynb #b26b9ccb
 def select_points(store: Store,  # a store featurized on a point set that contains the wanted one
                   point_set: str = "cube",  # "cube", "axes" (n = 3) or "axes+origin" (n = 4)
@@ -353,6 +384,35 @@ def run_grid(experiments: list[dict],  # dicts of `run_experiment` arguments
                      "record": r})
     return pd.DataFrame(rows)
 
+# %% ../nbs/12_experiments.ipynb #4dcc2a7c
+def learning_curve(task: str,  # a task of `HEADLINE`
+                   profile: str = "quick",  # "quick", "full" or "gpu"
+                   seeds=(0,),  # seeds to run or load
+                   fractions=(0.1, 0.25, 0.5, 1.0),  # shares of the training split (1.0: the headline run itself)
+                  ) -> pd.DataFrame:  # task, fraction, seed, n_train, metric, value: one row per run with a result
+    "The test metric of `task`'s headline setting against the number of training materials."
+    metric = TARGETS.get(task, ("roc_auc", None))[0]
+    out = []
+    for f in fractions:
+        for s in seeds:
+            r = run_experiment(task, seed=s, profile=profile, progress=False, train_fraction=f, **HEADLINE[task])
+            if r: out.append(dict(task=task, fraction=f, seed=s, n_train=r["n_materials"]["train"], metric=metric,
+                                  value=r["test"][metric]))
+    return pd.DataFrame(out, columns=["task", "fraction", "seed", "n_train", "metric", "value"])
+
+
+# %% ../nbs/12_experiments.ipynb #1214761b
+def curve_trend(curve: pd.DataFrame,  # a `learning_curve`
+                n_at: float,  # training materials to carry the trend to (e.g. the paper's training set)
+               ) -> dict:  # per_doubling, at (NaN without two shares)
+    "Gain per doubling of the training set between the two largest shares (means over seeds), carried to `n_at` materials."
+    g = curve.groupby("fraction").agg(n=("n_train", "mean"), v=("value", "mean")).sort_index()
+    if len(g) < 2: return dict(per_doubling=math.nan, at=math.nan)
+    (n0, v0), (n1, v1) = g.iloc[-2], g.iloc[-1]
+    slope = (v1 - v0) / math.log2(n1 / n0)
+    return dict(per_doubling=float(slope), at=float(min(1.0, v1 + slope * math.log2(n_at / n1))))
+
+
 # %% ../nbs/12_experiments.ipynb #c1ff8ed7
 BASELINES = ("majority", "density", "xgboost", "rf")
 
@@ -471,6 +531,8 @@ def plan(profile: str = "full") -> list:
              if t in tasks_]
     jobs += beyond_the_paper(seeds, [t for t in small + big if t in g.get("beyond_tasks", tasks_)],
                              g.get("beyond_rotated", ROTATED_TASKS))
+    jobs += [_net(task=t, seed=s, train_fraction=f, **HEADLINE[t]) for f in g["learning_fractions"] for s in seeds
+             for t in g.get("learning_tasks", TARGETS)]  # learning curves
     jobs = [j for j in jobs if data_task(j["task"]) in tasks_ or j["task"] in ("crystal_system", "trigonal_hexagonal")]
     return sorted(jobs, key=lambda j: (job_tier(j), j["seed"]))  # stable within a tier
 

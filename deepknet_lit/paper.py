@@ -13,6 +13,7 @@ __all__ = ['PAPER', 'PAPER_GRID', 'TRIGONAL_SETTINGS', 'paper_figures']
 # %% ../nbs/00_paper.ipynb #0c11b593
 PAPER = {
     "data": {"retrieved": "2021-10-30", "n_materials": 139367},  # Sec. II and Ref. [4]: MP data retrieved Oct 30, 2021
+    "split": (0.7, 0.15, 0.15),  # Sec. II: training, validation and test shares of each random split
     "table1": {  # Table I: compounds per task and class balance (MP, October 2021)
         "metallicity": {"total": 74108, "metal": 36451, "insulator": 37657},
         "bulk_modulus": {"total": 13176, "positive": 6582},   # B > 85 GPa

@@ -40,9 +40,9 @@ from .tasks import make_splits, split_hash
 # %% auto #0
 __all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'FIXED_PERTURBATIONS', 'fast_malloc_active',
            'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'load_task_data', 'open_data',
-           'stratified_split', 'split_indices', 'resolve_device', 'build_model', 'build_optimizer', 'CheckpointError',
-           'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data', 'evaluate_rows', 'selection_score',
-           'train', 'main']
+           'stratified_split', 'split_indices', 'train_subset', 'resolve_device', 'build_model', 'build_optimizer',
+           'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data', 'evaluate_rows',
+           'selection_score', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -69,7 +69,7 @@ def ensure_fast_malloc(
     return False
 
 # %% ../nbs/07_train.ipynb #d4280077
-LATER_FIELDS = {"encoder": "none"}  # fields added after results were keyed, and their defaults (left out of to_dict)
+LATER_FIELDS = {"encoder": "none", "train_fraction": 1.0}  # fields added after results were keyed, and their defaults (left out of to_dict)
 
 @dataclass
 class TrainConfig:
@@ -86,6 +86,7 @@ class TrainConfig:
     store_path: str | None = None       # use this store (a store directory or a .npz with features/y) instead of building
     split: str = "random"               # "random", "paper", "formula", "prototype"
     fractions: tuple = (0.7, 0.15, 0.15)  # train/valid/test
+    train_fraction: float = 1.0         # share of the training split used (learning curves); valid and test unchanged
     # augmentation
     perturbation: str = "phi1"          # "phi1", "phi2", "phi2_raw", "phi3", "no_intensity"
     rotation: str = "paper"             # "paper" (Euler ±π/4 for crystal systems, ±π else), "so3", "euler", "none"
@@ -127,6 +128,8 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         resolve_rotation(self.rotation, self.max_angle, self.task)
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) < 0:
             raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {self.fractions}")
         if self.epochs < 1 or self.batch_size < 2:
@@ -260,7 +263,8 @@ def split_indices(store,  # the store trained on (a `Store` or an in-memory `Arr
                  ) -> dict:
     "train/valid/test row indices into `store` for `config` (see above)."
     if not hasattr(store, "split_rows"):
-        return stratified_split(store.y, config.fractions, config.seed)
+        out = stratified_split(store.y, config.fractions, config.seed)
+        return dict(out, train=train_subset(out["train"], store.y, config.train_fraction, config.seed))
     td = task_data if task_data is not None else load_task_data(config)
     sp = make_splits(td, kind=config.split, seed=config.seed, fractions=tuple(config.fractions), progress=False)
     out = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in store.split_rows(dict(sp)).items()}
@@ -268,7 +272,25 @@ def split_indices(store,  # the store trained on (a `Store` or an in-memory `Arr
         if len(v) == 0:
             raise ValueError(f"split '{k}' of task {config.task} has no materials in the store "
                              f"({len(store.ids)} materials; limit={config.limit}); use a larger limit")
+    out["train"] = train_subset(out["train"], store.y, config.train_fraction, config.seed)
     return out
+
+
+# %% ../nbs/07_train.ipynb #cb97967a
+def train_subset(train: np.ndarray,  # training rows
+                 y: np.ndarray,  # labels of every row (class indices; for regression any array, then one stratum)
+                 fraction: float = 1.0,  # share kept
+                 seed: int = 0,  # the run's seed
+                ) -> np.ndarray:
+    "A class-stratified, nested share of the training rows: per class, the first `fraction` of a seeded permutation."
+    train = np.asarray(train)
+    if fraction >= 1: return train
+    y = np.asarray(y)[train]
+    y = y if y.dtype.kind in "iub" else np.zeros(len(train), int)
+    rng = np.random.default_rng([seed, 2])  # its own stream: the split and the training draws are untouched
+    keep = [rng.permutation(train[y == c])[:max(1, round(fraction * int((y == c).sum())))] for c in np.unique(y)]
+    return np.sort(np.concatenate(keep))
+
 
 # %% ../nbs/07_train.ipynb #53b82a57
 def resolve_device(name: str) -> torch.device:
