@@ -230,8 +230,8 @@ def target_table(rows: list) -> pd.DataFrame:
         net, xgb = _row(rows, task, "pointnet", metric), _row(rows, task, "xgboost", metric)
         ours = net["ours"] if net and net["ours"] is not None and math.isfinite(net["ours"]) else None
         status = ("no result yet" if ours is None else "met" if ours >= goal else
-                  f"missed by {goal - ours:.3f}" + (" (target inside our interval)" if net["high"] >= goal else ""))
-        out.append({"task": task, "metric": metric, "target": goal, "ours": _fmt(ours),
+                  f"missed by {goal - ours:.3f}" + (" (inside our interval)" if net["high"] >= goal else ""))
+        out.append({"task": task, "metric": metric, "target": _fmt(goal), "ours": _fmt(ours),
                     "95 % interval": "–" if ours is None else f"{_fmt(net['low'])} – {_fmt(net['high'])}",
                     "seeds": net["seeds"] if net else 0, "target met": status,
                     "bar-code XGBoost": _fmt(xgb["ours"]) if xgb else "–",
