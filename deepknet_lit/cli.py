@@ -155,12 +155,15 @@ def _book(a):
     return 0
 
 def _results(a):
-    from .experiments import comparison_table, load_rows
+    from .evaluate import jsonable
+    from .experiments import comparison_table, load_rows, target_table
     rows = load_rows(a.profile)
     if not rows:
         print(f"no results for profile {a.profile!r}: build its book first (deepknet book --profile {a.profile})", file=sys.stderr)
         return 1
-    if a.json: print(json.dumps(rows, indent=1, default=str))
+    table = target_table(rows) if a.targets else None
+    if a.json: print(json.dumps(jsonable(table.to_dict("records")) if a.targets else rows, indent=1, default=str))
+    elif a.targets: print(table.to_string(index=False, float_format="{:.3f}".format, na_rep="–"))
     else: print(comparison_table(rows).to_string(index=False, max_colwidth=60))
     return 0
 
@@ -311,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="the reproduction summary: every artefact, paper vs ours, verdict")
     r.add_argument("--profile", default="full", choices=["quick", "full", "gpu"])
     r.add_argument("--json", action="store_true", help="a JSON list of rows instead of a table")
+    r.add_argument("--targets", action="store_true", help="the targets on our data instead: met or missed, network vs XGBoost")
     r.set_defaults(func=_results)
 
     _add_matbench_command(sub)

@@ -231,10 +231,11 @@ def target_table(rows: list) -> pd.DataFrame:
         ours = net["ours"] if net and net["ours"] is not None and math.isfinite(net["ours"]) else None
         status = ("no result yet" if ours is None else "met" if ours >= goal else
                   f"missed by {goal - ours:.3f}" + (" (inside our interval)" if net["high"] >= goal else ""))
-        out.append({"task": task, "metric": metric, "target": _fmt(goal), "ours": _fmt(ours),
-                    "95 % interval": "–" if ours is None else f"{_fmt(net['low'])} – {_fmt(net['high'])}",
+        nan = math.nan
+        out.append({"task": task, "metric": metric, "target": goal, "ours": nan if ours is None else ours,
+                    "low": nan if ours is None else net["low"], "high": nan if ours is None else net["high"],
                     "seeds": net["seeds"] if net else 0, "target met": status,
-                    "bar-code XGBoost": _fmt(xgb["ours"]) if xgb else "–",
+                    "xgboost": xgb["ours"] if xgb and xgb["ours"] is not None else nan,
                     "network vs XGBoost": beats(net, xgb) if net and xgb else "–"})
     return pd.DataFrame(out)
 

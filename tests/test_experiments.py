@@ -132,3 +132,14 @@ def test_one_split_per_task_and_seed(tmp_path, monkeypatch):
     other = ex.run_experiment("bulk_modulus", n=3, seed=1, profile="quick", progress=False, epochs=1)
     hashes = {r["split_hash"] for r in runs} | {base["split_hash"]}
     assert len(hashes) == 1 and other["split_hash"] not in hashes
+
+
+def test_targets_cover_every_target_and_the_cli_prints_them_as_numbers(capsys):
+    from deepknet_lit.cli import main
+    rows = [ex.compare("Fig. 4a", [None], task="stability", n=343, perturbation="phi1", note="")]
+    table = ex.target_table(rows)
+    assert list(table.task) == list(ex.TARGETS) and (table["target met"] == "no result yet").all()
+    assert main(["results", "--profile", "full", "--targets", "--json"]) == 0  # the committed full-profile tables
+    out = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in out] == list(ex.TARGETS)
+    assert all(isinstance(r["target"], float) and (r["ours"] is None or 0 <= r["ours"] <= 1) for r in out)
