@@ -236,7 +236,8 @@ def target_table(rows: list) -> pd.DataFrame:
                     "low": nan if ours is None else net["low"], "high": nan if ours is None else net["high"],
                     "seeds": net["seeds"] if net else 0, "target met": status,
                     "xgboost": xgb["ours"] if xgb and xgb["ours"] is not None else nan,
-                    "network vs XGBoost": beats(net, xgb) if net and xgb else "–"})
+                    "network vs XGBoost": beats(net, xgb) if net and xgb else
+                    "no bar code (no intensity)" if HEADLINE[task]["perturbation"] == "no_intensity" else "–"})
     return pd.DataFrame(out)
 
 
