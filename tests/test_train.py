@@ -182,3 +182,17 @@ def test_ensure_fast_malloc(tmp_path, monkeypatch):
                       "ok = ensure_fast_malloc()\nprint(ok, os.environ['MALLOC_MMAP_MAX_'])\n")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=dict(os.environ))
     assert out.stdout.strip() == "True 0", out.stderr[-2000:]
+
+
+def test_train_fraction_shrinks_only_the_training_split(tmp_path):
+    "A learning-curve run trains on a nested share of the training rows and is scored on the same validation and test rows."
+    f, y = synthetic(N=200)
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
+    full, half = T.split_indices(store, tiny()), T.split_indices(store, tiny(train_fraction=0.5))
+    assert (full["valid"] == half["valid"]).all() and (full["test"] == half["test"]).all()
+    assert set(half["train"]) < set(full["train"]) and abs(len(half["train"]) - len(full["train"]) / 2) <= 2
+    assert "train_fraction" not in tiny().to_dict() and tiny(train_fraction=0.5).to_dict()["train_fraction"] == 0.5
+    res = T.train(tiny(train_fraction=0.5), tmp_path / "r", store=store, progress=False)
+    assert res["n"]["train"] == len(half["train"]) and res["n"]["test"] == len(full["test"])
+    with pytest.raises(ValueError, match="train_fraction"):
+        tiny(train_fraction=0.0)
