@@ -29,8 +29,8 @@ os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal ret
 # %% auto #0
 __all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'REGRESSION_TASKS', 'TASKS',
            'TaskData', 'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
-           'task_symmetry', 'RegressionTarget', 'is_regression', 'data_task', 'TaskSpec', 'load_task',
-           'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats', 'format_stats',
+           'task_symmetry', 'cell_shape_system', 'RegressionTarget', 'is_regression', 'data_task', 'TaskSpec',
+           'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats', 'format_stats',
            'class_balance_table']
 
 # %% ../nbs/04_tasks.ipynb #22a8b191
@@ -340,6 +340,37 @@ def _trigonal_hexagonal(source: str | None = None, limit: int | None = None, pro
     sub.y = (sub.values == "hexagonal").astype(np.int64)
     sub.provenance = {**t.provenance, "rule": t.provenance["rule"] + "; only trigonal (0) and hexagonal (1)"}
     return sub
+
+# %% ../nbs/04_tasks.ipynb #6f20db07
+def cell_shape_system(
+    basis,                         # (N, 3, 3) or (3, 3): each material's three reciprocal basis vectors as rows (Å⁻¹), e.g. its n = 3 points
+    rel_tol: float = 1e-5,         # two lengths are equal when they differ by at most this fraction (1e-5: float32 rounding)
+    angle_tol: float | None = None,  # degrees; None: the angle a relative error of `rel_tol` turns a vector by
+) -> np.ndarray:                   # (N,) or a scalar: names from `CRYSTAL_SYSTEMS_6`
+    "The crystal system a standard cell's shape implies (hexagonal and trigonal merged), read off its reciprocal basis."
+    P = np.asarray(basis, dtype=np.float64)
+    single = P.ndim == 2
+    P = P.reshape(-1, 3, 3)
+    if not np.all(np.isfinite(P)) or np.any(np.abs(np.linalg.det(P)) < 1e-12):
+        raise ValueError("each basis must be three finite, linearly independent vectors")
+    tol_deg = np.degrees(rel_tol) if angle_tol is None else float(angle_tol)
+    A = np.linalg.inv(P).transpose(0, 2, 1)       # real-space basis vectors as rows: a_i · b_j = δ_ij
+    L = np.linalg.norm(A, axis=2)
+    def angle(i, j): return np.degrees(np.arccos(np.clip((A[:, i] * A[:, j]).sum(1) / (L[:, i] * L[:, j]), -1, 1)))
+    ang = np.stack([angle(1, 2), angle(0, 2), angle(0, 1)], axis=1)   # α, β, γ: each opposite its own axis
+    eq = lambda i, j: np.abs(L[:, i] - L[:, j]) <= rel_tol * np.maximum(L[:, i], L[:, j])
+    e12, e02, e01 = eq(1, 2), eq(0, 2), eq(0, 1)
+    right = np.abs(ang - 90) <= tol_deg
+    out = np.full(len(P), "triclinic", dtype=object)
+    square = right.all(axis=1)
+    out[square] = np.where(e01 & e12 & e02, "cubic", np.where(e01 | e02 | e12, "tetragonal", "orthorhombic"))[square]
+    odd = np.argmin(right, axis=1)                 # with two right angles: the other one
+    theta = ang[np.arange(len(P)), odd]
+    pair_equal = np.choose(odd, [e12, e02, e01])   # the two lengths that enclose it
+    hexagonal = pair_equal & ((np.abs(theta - 120) <= tol_deg) | (np.abs(theta - 60) <= tol_deg))
+    two = right.sum(axis=1) == 2
+    out[two] = np.where(hexagonal, "hexagonal/trigonal", "monoclinic")[two]
+    return out[0] if single else out
 
 # %% ../nbs/04_tasks.ipynb #cc2aeeff
 @dataclass(frozen=True)
