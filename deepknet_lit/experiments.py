@@ -20,15 +20,15 @@ from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .encoders import encoder_version
 from .tasks import REGRESSION_TASKS, data_task, is_regression, load_task, make_splits, split_hash
-from .train import PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
+from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
 from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
 
 # %% auto #0
 __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS',
-           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile',
-           'parse_list', 'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare',
-           'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table',
+           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'SCHEDULE_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS',
+           'PRETRAINED', 'book_profile', 'parse_list', 'results_dir', 'config_key', 'summarize', 'verdict', 'data_note',
+           'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table',
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'beyond_the_paper',
@@ -269,7 +269,7 @@ def experiment_config(task: str,  # task name
     "The TrainConfig of one experiment."
     if perturbation == "phi4": probe, perturbation = "neutron", "phi1"
     bp = book_profile(profile)
-    d = {**bp["train"], "task": task, "n": n, "probe": probe, "perturbation": perturbation, "seed": seed,
+    d = {"task": task, "n": n, "probe": probe, "perturbation": perturbation, "seed": seed,  # make_config applies the profile
          "task_kwargs": bp.get("task_kwargs", {}).get(task, {})}
     d.update({k: v for k, v in overrides.items() if v is not None})
     return make_config(profile, **d)
@@ -492,6 +492,9 @@ NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule
     "32-64-128": dict(mlp=(32, 64, 128), head=(128, 64)),
     "64-128-256-512": dict(mlp=(64, 128, 256, 512), head=(512, 256)),
     "80 epochs": dict(epochs=80), "lr 2e-3": dict(lr=2e-3)}
+SCHEDULE_SWEEP = {  # how `train.TASK_PROFILES["full"]` was chosen for crystal systems: epochs, seed 0, on validation
+    "40 epochs, patience 10": dict(epochs=40, patience=10), "150 epochs": dict(epochs=150, patience=150),
+    "300 epochs": dict(epochs=300, patience=300)}
 
 def is_abo3(formula: str) -> bool:
     "An ABO₃ oxide: one A, one B, three O per formula unit (the family of Table II)."
@@ -531,6 +534,8 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task="metallicity", n=343, seed=s, **kw) for s in seeds for kw in HYPERPARAMETER_VARIANTS.values()]  # Table III
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
              if t in tasks_]
+    jobs += [_net(task=t, cell="conventional", seed=seeds[0], **ROTATED_TASKS[t], **kw) for kw in SCHEDULE_SWEEP.values()
+             for t in TASK_PROFILES.get(profile, {})]  # the symmetry tasks' schedule
     jobs += beyond_the_paper(seeds, [t for t in small + big if t in g.get("beyond_tasks", tasks_)],
                              g.get("beyond_rotated", ROTATED_TASKS))
     jobs += [_net(task=t, seed=s, train_fraction=f, **HEADLINE[t]) for f in g["learning_fractions"] for s in seeds

@@ -38,11 +38,11 @@ from .store import ArrayStore, StoreSettings, build_store, load_npz_store, open_
 from .tasks import make_splits, split_hash
 
 # %% auto #0
-__all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'FIXED_PERTURBATIONS', 'fast_malloc_active',
-           'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config', 'load_task_data', 'open_data',
-           'stratified_split', 'split_indices', 'train_subset', 'resolve_device', 'build_model', 'build_optimizer',
-           'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding', 'regression_data', 'evaluate_rows',
-           'selection_score', 'train', 'main']
+__all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'TASK_PROFILES', 'FIXED_PERTURBATIONS',
+           'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config',
+           'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'train_subset', 'resolve_device',
+           'build_model', 'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding',
+           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -198,21 +198,27 @@ def load_config_file(path) -> dict:
         raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(d).__name__}")
     return d.get("config", d)          # a metrics.json works as a config file too
 
+# %% ../nbs/07_train.ipynb #81ab224b
+TASK_PROFILES = {  # per-task changes to a profile, chosen on validation (book chapter 09): profile -> task -> fields
+    "full": {"crystal_system": dict(epochs=150, patience=150)},  # no early stop; the best validation epoch is kept
+}
+
 # %% ../nbs/07_train.ipynb #e15b2250
 def make_config(
     profile: str | None = None,   # "quick", "full", "gpu" or None (dataclass defaults)
     config_file=None,             # JSON/YAML file with fields (applied after the profile)
     **overrides,                  # fields applied last (None values are ignored)
 ) -> TrainConfig:
-    "Profile → config file → explicit overrides, in that order of precedence (last wins)."
+    "Profile → its task's `TASK_PROFILES` entry → config file → explicit overrides, in that order of precedence (last wins)."
     d = {}
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    from_file = load_config_file(config_file) if config_file is not None else {}
+    explicit = {k: v for k, v in overrides.items() if v is not None}
     if profile is not None:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-        d.update(PROFILES[profile])
-    if config_file is not None:
-        d.update(load_config_file(config_file))
-    d.update({k: v for k, v in overrides.items() if v is not None})
+        task = explicit.get("task", from_file.get("task", TrainConfig.task))
+        d.update(PROFILES[profile]); d.update(TASK_PROFILES.get(profile, {}).get(task, {}))
+    d.update(from_file); d.update(explicit)
     return TrainConfig.from_dict(d)
 
 # %% ../nbs/07_train.ipynb #eb9d604a
