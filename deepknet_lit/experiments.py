@@ -535,7 +535,7 @@ def plan(profile: str = "full") -> list:
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
              if t in tasks_]
     jobs += [_net(task=t, cell="conventional", seed=seeds[0], **ROTATED_TASKS[t], **kw) for kw in SCHEDULE_SWEEP.values()
-             for t in TASK_PROFILES.get(profile, {})]  # the symmetry tasks' schedule
+             for t in TASK_PROFILES.get(profile, {})]  # the schedules behind TASK_PROFILES
     jobs += beyond_the_paper(seeds, [t for t in small + big if t in g.get("beyond_tasks", tasks_)],
                              g.get("beyond_rotated", ROTATED_TASKS))
     jobs += [_net(task=t, seed=s, train_fraction=f, **HEADLINE[t]) for f in g["learning_fractions"] for s in seeds
