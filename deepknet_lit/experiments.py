@@ -32,7 +32,7 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'beyond_the_paper',
-           'job_tier', 'run_job', 'missing', 'run_missing', 'cached']
+           'job_tier', 'run_job', 'missing', 'run_missing', 'compute_left', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -616,6 +616,39 @@ def run_missing(profile: str = "full", log=print) -> int:
         except Exception as e:  # one bad job does not stop the queue; it stays missing and is retried next time
             failed += 1; log(f"    FAILED: {type(e).__name__}: {e}")
     return failed
+
+# %% ../nbs/12_experiments.ipynb #ddcf031c
+_COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "mlp", "head", "epochs", "cell", "rotation")  # what sets a job's cost
+
+def compute_left(profile: str = "full") -> pd.DataFrame:
+    """The missing jobs of `profile` in plan order, with `tier` (`job_tier`), `estimate_s` (wall time on this machine;
+    NaN: nothing comparable has run) and `basis` (what the estimate comes from)."""
+    def sig(job, keep=None, drop=("seed",)):
+        kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}
+        if keep is not None: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
+        return json.dumps(kept, sort_keys=True)
+    old = os.environ.get(TRAIN_ENV)
+    os.environ[TRAIN_ENV] = "0"
+    try: done = [(j, run_job(j, profile)) for j in plan(profile)]
+    finally:
+        if old is None: del os.environ[TRAIN_ENV]
+        else: os.environ[TRAIN_ENV] = old
+    seeds, costs = {}, {}
+    for j, r in done:
+        if r is None: continue
+        s = float(r.get("seconds") or 0)
+        seeds.setdefault(sig(j), []).append(s)
+        if "train_fraction" not in j: costs.setdefault(sig(j, _COST_KEYS), []).append(s)
+    def estimate(j):
+        if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
+        if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
+            return float(np.median(costs[sig(j, _COST_KEYS)])) * j["train_fraction"], "full-size runs × share"
+        if sig(j, _COST_KEYS) in costs: return float(np.median(costs[sig(j, _COST_KEYS)])), "same data, n and network"
+        return math.nan, "none"
+    todo = [j for j, r in done if r is None]
+    est = [estimate(j) for j in todo]
+    return pd.DataFrame({"job": todo, "tier": [job_tier(j) for j in todo], "estimate_s": [e for e, _ in est],
+                         "basis": [b for _, b in est]}, index=pd.RangeIndex(len(todo)))
 
 # %% ../nbs/12_experiments.ipynb #278ddbd7
 def cached(profile: str,  # results folder (see `results_dir`)

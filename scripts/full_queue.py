@@ -1,13 +1,13 @@
 """Compute every missing job of a profile's plan (`experiments.plan`), one at a time, in the background:
 
     nohup .venv/bin/python scripts/full_queue.py > full_queue.log 2>&1 &
-    .venv/bin/python scripts/full_queue.py --dry-run      # what is missing
+    .venv/bin/python scripts/full_queue.py --dry-run      # what is missing, and how long it should take here
 
 Each job is cached by its key under book/results/<profile>/ (a finished one is skipped) and a killed training resumes
 from its checkpoint under $DEEPKNET_CACHE/runs/. Commit the JSON files as they land."""
-import argparse
+import argparse, math
 
-from deepknet_lit.experiments import missing, plan, run_missing
+from deepknet_lit.experiments import compute_left, plan, run_missing
 from deepknet_lit.train import ensure_fast_malloc
 
 if __name__ == "__main__":
@@ -15,9 +15,14 @@ if __name__ == "__main__":
     p.add_argument("--profile", default="full"); p.add_argument("--dry-run", action="store_true")
     a = p.parse_args()
     ensure_fast_malloc()
-    todo = missing(a.profile)
-    print(f"{len(todo)} of {len(plan(a.profile))} jobs missing", flush=True)
     if a.dry_run:
-        for j in todo: print(j)
+        left = compute_left(a.profile)
+        print(f"{len(left)} of {len(plan(a.profile))} jobs missing")
+        for r in left.itertuples():
+            took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
+            print(f"tier {r.tier} {took} min  {r.job}")
+        known = left.estimate_s.notna()
+        print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
+              f"this machine); {(~known).sum()} jobs have no estimate yet")
     else:
         run_missing(a.profile, log=lambda s: print(s, flush=True))
