@@ -149,6 +149,12 @@ def _book(a):
     from .train import ensure_fast_malloc
     from .book import build_book
     ensure_fast_malloc()
+    if not a.no_train:  # say up front how long the missing results will take on this machine
+        from .experiments import compute_left
+        left = compute_left(a.profile); known = left.estimate_s.notna()
+        if len(left): print(f"the {a.profile} plan has {len(left)} results missing: about {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} "
+                            f"of them (from the runs finished here), {(~known).sum()} without an estimate; "
+                            "--no-train builds the book from what is on disk", flush=True)
     html = build_book(profile=a.profile, chapters=a.chapters, html=not a.no_html, train_missing=not a.no_train,
                       methods=not a.no_methods)
     if html: print(f"The book is at {html}")
