@@ -172,7 +172,7 @@ def build_book(profile: str = "quick",  # "quick", "full" or "gpu"
                chapters=None,  # chapter stems to execute (default: all)
                html: bool = True,  # also build the HTML with Jupyter Book
                book_dir: Path = BOOK_DIR,  # the book's folder
-               train_missing: bool = True,  # compute missing results (False: they show as pending)
+               train_missing: bool = True,  # compute missing results (False: they show as \"–\", no result yet)
                methods: bool = True,  # also execute the notebooks of nbs/ for the Methods part
               ) -> Path | None:
     "Execute the chapters for `profile` (and the Methods notebooks) and build the HTML book; returns its index page."

@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="quick", choices=["quick", "full", "gpu"])
     b.add_argument("--chapters", nargs="*", default=None, help="only these chapters (file stems)")
     b.add_argument("--no-html", action="store_true", help="execute the chapters, skip Jupyter Book")
-    b.add_argument("--no-train", action="store_true", help="build from the results on disk only; missing ones show as pending")
+    b.add_argument("--no-train", action="store_true", help="build from the results on disk only; missing ones show as \"–\" (no result yet)")
     b.add_argument("--no-methods", action="store_true", help="do not re-execute the notebooks of nbs/ (the Methods part)")
     b.set_defaults(func=_book)
 

@@ -19,7 +19,7 @@ from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .encoders import encoder_version
-from .tasks import REGRESSION_TASKS, data_task, is_regression, load_task, make_splits, split_hash
+from .tasks import REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash
 from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
 from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
@@ -128,8 +128,9 @@ def data_note(task: str) -> str:
         t = load_task(task)
         _TASK_SIZES[task] = (len(t), float(np.mean(t.y == (0 if task == "metallicity" else 1))))
     n, frac = _TASK_SIZES[task]
-    if paper is None: return f"ours: {n:,} materials (MP-derived mirrors, pre-2021 snapshots)"
-    note = f"ours {n:,} vs paper {paper['total']:,} materials ({n / paper['total']:.0%}), MP-derived mirrors older than the paper's Oct 2021 data"
+    when = TASKS[data_task(task)].snapshot or "MP-derived mirrors"
+    if paper is None: return f"ours: {n:,} materials, {when}"
+    note = f"ours {n:,} vs paper {paper['total']:,} materials ({n / paper['total']:.0%}); ours {when}, the paper's MP of {PAPER['data']['retrieved']}"
     pos = paper.get("metal", paper.get("positive"))
     if pos is not None: note += f"; positive class {frac:.0%} vs {pos / paper['total']:.0%}"
     return note
@@ -199,8 +200,10 @@ def beats(a: dict, b: dict) -> str:
 
 # %% ../nbs/12_experiments.ipynb #85988a7c
 def opening(rows: list) -> str:
-    "One sentence: how the paper's numbers among `rows` sit against our intervals, and what is still missing."
-    v = pd.Series([r["verdict"] for r in rows], dtype=object)
+    """One sentence: how the paper's numbers among `rows` sit against our intervals, and what is still missing. A number
+    shown under two artefacts (Fig. 4a's n = 343 point is also Fig. 4b–e's φ1 bar) counts once."""
+    seen = {json.dumps([r.get(k) for k in ROW_KEYS if k not in ("artefact", "note")], default=str): r for r in rows}
+    v = pd.Series([r["verdict"] for r in seen.values()], dtype=object)
     pending = int((v == "no result yet").sum())
     inside, above, below = (int((v == k).sum()) for k in ("paper inside our interval", "paper above", "paper below"))
     k = inside + above + below
@@ -406,14 +409,28 @@ def learning_curve(task: str,  # a task of `HEADLINE`
 # %% ../nbs/12_experiments.ipynb #1214761b
 def curve_trend(curve: pd.DataFrame,  # a `learning_curve`
                 n_at: float,  # training materials to carry the trend to (e.g. the paper's training set)
-               ) -> dict:  # per_doubling, at (NaN without two shares)
-    "Gain per doubling of the training set between the two largest shares (means over seeds), carried to `n_at` materials."
-    g = curve.groupby("fraction").agg(n=("n_train", "mean"), v=("value", "mean")).sort_index()
-    if len(g) < 2: return dict(per_doubling=math.nan, at=math.nan)
-    (n0, v0), (n1, v1) = g.iloc[-2], g.iloc[-1]
-    slope = (v1 - v0) / math.log2(n1 / n0)
-    return dict(per_doubling=float(slope), at=float(min(1.0, v1 + slope * math.log2(n_at / n1))))
-
+                level: float = 0.95,  # of the intervals
+               ) -> dict:  # per_doubling, at, and their _low/_high bounds (NaN where they cannot be computed)
+    """Gain per doubling of the training set between the two largest shares, carried on to `n_at` materials: a least-squares
+    line of the metric on log2(training materials) through every run (seed) of those two shares, with `level`
+    t-intervals for its slope and for the line's value at `n_at` (NaN with fewer than one run beyond two)."""
+    from scipy import stats
+    shares = sorted(curve.fraction.unique())[-2:]
+    c = curve[curve.fraction.isin(shares)]
+    out = dict.fromkeys(("per_doubling", "per_doubling_low", "per_doubling_high", "at", "at_low", "at_high"), math.nan)
+    if len(shares) < 2: return out
+    x, y = np.log2(c.n_train.to_numpy(float)), c.value.to_numpy(float)
+    fit = stats.linregress(x, y)
+    x0 = math.log2(n_at)
+    at = fit.intercept + fit.slope * x0
+    out.update(per_doubling=float(fit.slope), at=float(min(1.0, at)))
+    if len(x) > 2:
+        t = stats.t.ppf(0.5 + level / 2, len(x) - 2)
+        s = math.sqrt(np.sum((y - fit.intercept - fit.slope * x) ** 2) / (len(x) - 2))  # residual SD
+        se_at = s * math.sqrt(1 / len(x) + (x0 - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2))
+        out.update(per_doubling_low=float(fit.slope - t * fit.stderr), per_doubling_high=float(fit.slope + t * fit.stderr),
+                   at_low=float(min(1.0, at - t * se_at)), at_high=float(min(1.0, at + t * se_at)))
+    return out
 
 # %% ../nbs/12_experiments.ipynb #c1ff8ed7
 BASELINES = ("majority", "density", "xgboost", "rf")

@@ -420,22 +420,26 @@ class TaskSpec:
     defaults: dict  # default thresholds / options
     paper_split: str | None  # deepknet_splits file family for kind="paper" ("{seed}" filled from 1)
     needs_structures: bool = False  # True when labels need symmetry analysis (slow on first call)
+    snapshot: str = ""  # which Materials Project data the default source holds (the paper: MP of 30 Oct 2021)
 
+_MTCGCNN = "an MP snapshot of about 2018 (MT-CGCNN)"
+_ELASTIC = "MP elastic data of 2015, about 2020 and 2025 (newest wins)"
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("metallicity", "metal (E_g = 0) vs insulator (E_g > 0), mp_mtcgcnn_36k", _metallicity,
-             {"gap_ev": 0.0}, "gap_split{k}"),
+             {"gap_ev": 0.0}, "gap_split{k}", snapshot=_MTCGCNN),
     TaskSpec("bulk_modulus", "K_VRH > 85 GPa, union of 3 elastic sets (newest wins)", _bulk, {"k_gpa": 85.0},
-             "elastic_split{k}"),
+             "elastic_split{k}", snapshot=_ELASTIC),
     TaskSpec("shear_modulus", "G_VRH > 34 GPa, union of 3 elastic sets (newest wins)", _shear, {"g_gpa": 34.0},
-             "elastic_split{k}"),
-    TaskSpec("stability", "E_hull < 20 meV/atom, real MP values (FLLA 2015)", _stability, {"ehull_mev": 20.0}, None),
+             "elastic_split{k}", snapshot=_ELASTIC),
+    TaskSpec("stability", "E_hull < 20 meV/atom, real MP values (FLLA 2015)", _stability, {"ehull_mev": 20.0}, None,
+             snapshot="MP of 2015 (FLLA)"),
     TaskSpec("stability_derived_proxy", "PROXY: derived E_hull < 20 meV/atom on the 36k subset", _stability_proxy,
-             {"ehull_mev": 20.0}, None),
+             {"ehull_mev": 20.0}, None, snapshot=_MTCGCNN),
     TaskSpec("crystal_system", "6 crystal systems (hex+trig merged), ICSD-tagged ids with structures",
-             _crystal_system, {}, "Xsys_split1", needs_structures=True),
+             _crystal_system, {}, "Xsys_split1", needs_structures=True, snapshot=_MTCGCNN),
     TaskSpec("trigonal_hexagonal", "trigonal vs hexagonal within the hexagonal family", _trigonal_hexagonal,
-             {}, "Xsys_split1", needs_structures=True),
+             {}, "Xsys_split1", needs_structures=True, snapshot=_MTCGCNN),
 ]}
 
 # %% ../nbs/04_tasks.ipynb #8f68e807
