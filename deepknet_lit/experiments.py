@@ -167,7 +167,8 @@ def comparison_table(rows: list) -> pd.DataFrame:
     def what(r):  # from the row dicts: a DataFrame would turn n into a float and a missing n into NaN
         n, p = r.get("n"), r.get("perturbation")
         n = f"n = {int(n)}" if isinstance(n, (int, float)) and math.isfinite(n) and n else None
-        return " · ".join(str(x) for x in (r.get("task"), n, p if isinstance(p, str) else None) if x)
+        task = r.get("task"); task = task.replace("_", " ") if isinstance(task, str) else task  # read as words; JSON keeps the key
+        return " · ".join(str(x) for x in (task, n, p if isinstance(p, str) else None) if x)
     return pd.DataFrame({"artefact": df.artefact, "what": [what(r) for r in rows], "model": df.model, "metric": df.metric,
                          "paper": [_fmt(v) for v in df.paper], "ours": [_fmt(v) for v in df.ours],
                          "95 % interval": [f"{_fmt(a)} – {_fmt(b)}" if math.isfinite(a) else "–" for a, b in zip(df.low, df.high)],
