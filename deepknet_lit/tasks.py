@@ -29,9 +29,9 @@ os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal ret
 # %% auto #0
 __all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'REGRESSION_TASKS', 'TASKS',
            'TaskData', 'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
-           'task_symmetry', 'cell_shape_system', 'RegressionTarget', 'is_regression', 'data_task', 'TaskSpec',
-           'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats', 'format_stats',
-           'class_balance_table']
+           'task_symmetry', 'icsd_tagged_ids', 'cell_shape_system', 'RegressionTarget', 'is_regression', 'data_task',
+           'TaskSpec', 'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats',
+           'format_stats', 'class_balance_table']
 
 # %% ../nbs/04_tasks.ipynb #22a8b191
 @dataclass
@@ -308,16 +308,16 @@ def _subsample(ids: list[str], limit: int | None, seed: int = 0) -> list[str]:
     return [m for m in ids if m in keep]
 
 
-def _xsys_candidates(source: str | None) -> tuple[str, list[str]]:
-    source = source or "mp_mtcgcnn_36k"
-    have = set(src.load_labels(source).material_id)
-    paper = src.paper_split("Xsys_split1").material_id
-    return source, [m for m in dict.fromkeys(paper) if m in have]
+def icsd_tagged_ids(source: str | None = None,  # the structures' dataset (default: mp_mtcgcnn_36k)
+                   ) -> list[str]:
+    "The paper's ICSD-tagged ids (its crystal-system split, Xsys_split1) that have a structure in `source`, in its order."
+    have = set(src.load_labels(source or "mp_mtcgcnn_36k").material_id)
+    return [m for m in dict.fromkeys(src.paper_split("Xsys_split1").material_id) if m in have]
 
 
 def _crystal_system(source: str | None = None, limit: int | None = None, progress: bool = True) -> TaskData:
     "Six crystal-system classes (hexagonal + trigonal merged) on the paper's ICSD-tagged ids."
-    source, ids = _xsys_candidates(source)
+    source, ids = source or "mp_mtcgcnn_36k", icsd_tagged_ids(source)
     n_candidates = len(ids)
     ids = _subsample(ids, limit)
     skipped: list = []
