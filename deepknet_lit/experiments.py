@@ -155,9 +155,10 @@ def compare(artefact: str,  # the paper's figure or table, e.g. "Fig. 4a"
     return {k: row[k] for k in ROW_KEYS}
 
 def _fmt(v) -> str:
-    "Counts with thousands separators, scores with three decimals, '–' for a missing value."
+    "Counts with thousands separators, scores with three decimals, tiny numbers in powers of ten, '–' for a missing value."
     if v is None or (isinstance(v, float) and not math.isfinite(v)): return "–"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
+    if isinstance(v, (int, np.integer)) or abs(v) >= 100: return f"{v:,.0f}"
+    return f"{v:.0e}" if 0 < abs(v) < 5e-4 else f"{v:.3f}"
 
 # %% ../nbs/12_experiments.ipynb #ea0018ac
 def comparison_table(rows: list) -> pd.DataFrame:
@@ -170,7 +171,7 @@ def comparison_table(rows: list) -> pd.DataFrame:
         task = r.get("task"); task = task.replace("_", " ") if isinstance(task, str) else task  # read as words; JSON keeps the key
         return " · ".join(str(x) for x in (task, n, p if isinstance(p, str) else None) if x)
     return pd.DataFrame({"artefact": df.artefact, "what": [what(r) for r in rows], "model": df.model, "metric": df.metric,
-                         "paper": [_fmt(v) for v in df.paper], "ours": [_fmt(v) for v in df.ours],
+                         "paper": [_fmt(r["paper"]) for r in rows], "ours": [_fmt(r["ours"]) for r in rows],  # ints stay counts
                          "95 % interval": [f"{_fmt(a)} – {_fmt(b)}" if math.isfinite(a) else "–" for a, b in zip(df.low, df.high)],
                          "seeds": df.seeds.astype(int), "verdict": df.verdict, "note": df.note.fillna("")})
 
