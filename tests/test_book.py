@@ -38,7 +38,7 @@ def test_quick_book_builds_and_every_chapter_compares_with_the_paper(quick_book)
     # every chapter wrote its comparison rows; in the quick profile (which trains what is missing) none is pending
     tables = ROOT / "book" / "results" / "quick" / "tables"
     written = {p.stem for p in tables.glob("*.json")}
-    assert {"01_data", "03_crystal_system", "04_points_sweep", "05_perturbations", "06_baselines", "07_critical_points",
+    assert {"01_data", "02_point_clouds", "03_crystal_system", "04_points_sweep", "05_perturbations", "06_baselines", "07_critical_points",
             "08_perovskites", "09_hyperparameters"} <= written
     keys = {"artefact", "task", "n", "perturbation", "model", "paper", "ours", "sd", "low", "high", "seeds", "verdict"}
     for p in tables.glob("*.json"):
