@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 import deepknet_lit
 from .evaluate import write_json
@@ -97,15 +98,17 @@ def summarize(records: list,  # result records (from `run_experiment` or a basel
               metric: str = "roc_auc",  # a scalar metric of the records' `part`
               part: str = "test",  # "test" or "valid"
              ) -> dict:
-    "Mean over seeds, its standard error (seed spread and test bootstrap combined) and the 95 % interval."
+    "Mean over seeds, its standard error (seed spread and test bootstrap combined) and the 95 % t-interval."
     recs = [r for r in records if r is not None and math.isfinite(r[part].get(metric, math.nan))]
     if not recs: return dict(ours=math.nan, sd=math.nan, low=math.nan, high=math.nan, seeds=0)
     a = np.array([r[part][metric] for r in recs], dtype=float)
     boot = np.array([_spread(r, metric, part) for r in recs])
     s2 = a.var(ddof=1) if len(a) > 1 else 0.0
-    se = math.sqrt((s2 + float((boot ** 2).mean())) / len(a))
+    b2 = float((boot ** 2).mean())
+    se = math.sqrt((s2 + b2) / len(a))
+    q = float(student_t.ppf(0.975, (len(a) - 1) * (1 + b2 / s2) ** 2)) if s2 > 0 else Z95  # Welch–Satterthwaite
     m = float(a.mean())
-    return dict(ours=m, sd=se, low=m - Z95 * se, high=m + Z95 * se, seeds=len(a))
+    return dict(ours=m, sd=se, low=m - q * se, high=m + q * se, seeds=len(a))
 
 # %% ../nbs/12_experiments.ipynb #de048956
 def verdict(paper,  # the paper's number (None: it states none)

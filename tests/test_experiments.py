@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import scipy.stats
 import pytest
 from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
 
@@ -66,8 +67,11 @@ def test_cached_results_are_keyed_by_parameters(tmp_path, monkeypatch):
 def test_interval_combines_seed_spread_and_bootstrap():
     recs = [{"test": {"roc_auc": a, "roc_auc_ci": {"std": b}}} for a, b in ((0.79, 0.02), (0.81, 0.01), (0.80, 0.015))]
     s = ex.summarize(recs)
-    expect = np.sqrt((np.var([0.79, 0.81, 0.80], ddof=1) + np.mean([0.02 ** 2, 0.01 ** 2, 0.015 ** 2])) / 3)
-    assert s["seeds"] == 3 and np.isclose(s["sd"], expect) and np.isclose(s["high"] - s["low"], 2 * 1.959964 * expect)
+    s2, b2 = np.var([0.79, 0.81, 0.80], ddof=1), np.mean([0.02 ** 2, 0.01 ** 2, 0.015 ** 2])
+    expect = np.sqrt((s2 + b2) / 3)
+    q = scipy.stats.t.ppf(0.975, 2 * (1 + b2 / s2) ** 2)  # Welch–Satterthwaite degrees of freedom of the sum
+    assert s["seeds"] == 3 and np.isclose(s["sd"], expect) and np.isclose(s["high"] - s["low"], 2 * q * expect)
+    assert 1.959964 < q < 4.303  # between the normal quantile and t with k - 1 = 2 degrees of freedom
     # one seed: exactly that run's bootstrap interval; the example (0.799, CI 0.770-0.830) holds the paper's 0.83
     one = ex.summarize([{"test": {"roc_auc": 0.799, "roc_auc_ci": {"std": 0.016}}}])
     assert ex.verdict(0.83, one["low"], one["high"]) == "paper inside our interval"
