@@ -6,7 +6,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #64106d0c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, time
+import collections, dataclasses, hashlib, json, math, os, time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,8 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table',
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
-           'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'perovskite_ids', 'plan', 'beyond_the_paper',
-           'job_tier', 'run_job', 'missing', 'run_missing', 'compute_left', 'cached']
+           'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
+           'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'compute_left', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -528,6 +528,33 @@ def is_abo3(formula: str) -> bool:
         warnings.simplefilter("ignore")  # e.g. "no Pauling electronegativity for He"
         c = Composition(formula).reduced_composition
     return len(c.elements) == 3 and c.get("O", 0) == 3 and all(c[e] == 1 for e in c.elements if e.symbol != "O")
+
+# %% ../nbs/12_experiments.ipynb #8561d1d0
+def is_perovskite_like(structure,  # a pymatgen Structure of an ABO₃ oxide
+                       tol: float = 1.25,  # O within tol × the shortest B–O bond belong to B's shell
+                       min_angle: float = 130.0,  # smallest B–O–B angle (degrees) between corner-sharing octahedra
+                       anion_group: float = 0.85,  # another cation nearer to an O than this × B–O: a covalent group
+                       rmax: float = 4.5,  # neighbour search radius (Å)
+                      ) -> bool:
+    "Corner-sharing BO₆ octahedra: six O around B, every O shared by two B at a wide angle, no tighter anion group."
+    nbrs = structure.get_all_neighbors(rmax)
+    oxygens = [j for j, x in enumerate(structure) if x.specie.symbol == "O"]
+    def nearest(j, keep): return min((n.nn_distance for n in nbrs[j] if keep(n.specie.symbol)), default=math.inf)
+    for b in {e.symbol for e in structure.composition.elements} - {"O"}:
+        if any(nearest(j, lambda e: e not in ("O", b)) < anion_group * nearest(j, lambda e: e == b) for j in oxygens):
+            continue
+        sites = [i for i, x in enumerate(structure) if x.specie.symbol == b]
+        shared, bonds = collections.Counter(), []
+        for i in sites:
+            o = sorted((n.nn_distance, n.index) for n in nbrs[i] if n.specie.symbol == "O")
+            shell = [(d, j) for d, j in o if d <= tol * o[0][0]] if o else []
+            if len(shell) != 6: break
+            shared.update(j for _, j in shell); bonds += [d for d, _ in shell]
+        else:
+            if any(shared[j] != 2 for j in oxygens): continue
+            bb = min((n.nn_distance for i in sites for n in nbrs[i] if n.specie.symbol == b), default=math.inf)
+            if bb > 2 * float(np.mean(bonds)) * math.sin(math.radians(min_angle / 2)): return True
+    return False
 
 # %% ../nbs/12_experiments.ipynb #00d907e6
 def perovskite_ids(task: str = "metallicity") -> list:

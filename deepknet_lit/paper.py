@@ -31,6 +31,7 @@ PAPER = {
     },
     "attention_pooling": {"metallicity": 0.915},      # Sec. II B
     "baselines": {"metallicity": {"rf": 0.91, "xgb": 0.91}},  # Sec. III C: "quantitatively the same ... (AUC of 0.91)"
+    "app_e": {"correct": 6, "friedel_pairs_mean": 2},  # App. E: all six references right; ~2 Friedel pairs among critical points
     "small_model_auc": 0.89,                          # Sec. III D: n = 125, 32-dim embedding, metallicity
     "table5_std": {  # Table V: std of test ROC-AUC over three random splits
         "metallicity": {"phi1": 0.002, "phi2": 0.001, "phi3": 0.005, "phi4": 0.005},
