@@ -218,7 +218,7 @@ def opening(rows: list) -> str:
     if k == 0: return f"None of the {pending} number(s) the paper states here is computed yet."
     text = (f"Of the {k} number{'s' if k != 1 else ''} the paper states here that we have reproduced, {inside} "
             f"{'lie' if inside != 1 else 'lies'} inside our 95 % intervals, {above} above and {below} below.")
-    return text + (f" {pending} more are not computed yet." if pending else "")
+    return text + (f" {pending} more {'is' if pending == 1 else 'are'} not computed yet." if pending else "")
 
 # %% ../nbs/12_experiments.ipynb #7a28d078
 TARGETS = {  # the reproduction's targets on our data, by task: (metric, value)
