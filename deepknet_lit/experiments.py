@@ -580,7 +580,7 @@ def plan(profile: str = "full") -> list:
         jobs += [_net(task=t, n=343, perturbation=p, seed=s) for p in g["perturbations"] if p != "phi1" for s in seeds for t in ts]
         jobs += [_net(task=t, n=n, perturbation="phi1", seed=s) for n in g["n_values"] if n != 343 for s in seeds for t in ts]
     jobs += [_net(task="metallicity", n=343, seed=s, exclude="perovskites") for s in seeds]
-    jobs += [_net(task="metallicity", n=125, seed=s, mlp=(64, 128, 256, 32), head=(128, 64)) for s in seeds[:1]]
+    jobs += [_net(task="metallicity", n=125, seed=s, mlp=(64, 128, 256, 32), head=(128, 64)) for s in seeds]  # Fig. 5 (seed 0's model is interpreted)
     jobs += [_base(task=t, model="rf", seed=s) for s in seeds for t in small + big]
     jobs += [_net(task="metallicity", n=343, seed=s, **kw) for s in seeds for kw in HYPERPARAMETER_VARIANTS.values()]  # Table III
     jobs += [_net(task=t, n=343, seed=seeds[0], **kw) for kw in NETWORK_SWEEP.values() for t in ("bulk_modulus", "shear_modulus")
