@@ -154,6 +154,7 @@ def compare(artefact: str,  # the paper's figure or table, e.g. "Fig. 4a"
                paper=paper, **summarize(records, metric))
     row["verdict"] = verdict(paper, row["low"], row["high"])
     if note is None: note = data_note(task) if task and row["verdict"] in ("paper above", "paper below") else ""
+    if row["seeds"] == 1: note = "; ".join(x for x in ("one seed so far: the interval is its test-set bootstrap only", note) if x)
     row["note"] = note
     return {k: row[k] for k in ROW_KEYS}
 
@@ -214,11 +215,19 @@ def opening(rows: list) -> str:
     pending = int((v == "no result yet").sum())
     inside, above, below = (int((v == k).sum()) for k in ("paper inside our interval", "paper above", "paper below"))
     k = inside + above + below
-    if k + pending == 0: return "The paper states no number for this chapter's estimates; the comparison is qualitative."
-    if k == 0: return f"None of the {pending} number(s) the paper states here is computed yet."
-    text = (f"Of the {k} number{'s' if k != 1 else ''} the paper states here that we have reproduced, {inside} "
-            f"{'lie' if inside != 1 else 'lies'} inside our 95 % intervals, {above} above and {below} below.")
-    return text + (f" {pending} more {'is' if pending == 1 else 'are'} not computed yet." if pending else "")
+    counts = sum(r["paper"] is not None for r in seen.values()) - k - pending  # exact counts, compared as they are
+    if k + pending + counts == 0: return "The paper states no number for this chapter's estimates; the comparison is qualitative."
+    if k == 1:
+        where = "inside our 95 % interval" if inside else "above our 95 % interval" if above else "below our 95 % interval"
+        text = f"The one number the paper states here that we have reproduced lies {where}."
+    elif k:
+        text = (f"Of the {k} numbers the paper states here that we have reproduced, {inside} "
+                f"{'lie' if inside != 1 else 'lies'} inside our 95 % intervals, {above} above and {below} below.")
+    else: text = ""
+    if k and len(seen) < len(rows): text = text[:-1] + " (a number shown under two artefacts counts once)."
+    if counts: text += f" {counts} more {'is a count, compared as it is' if counts == 1 else 'are counts, compared as they are'} (see the table)."
+    if pending: text += f" {pending} {'more ' if k or counts else ''}{'is' if pending == 1 else 'are'} not computed yet."
+    return text.strip()
 
 # %% ../nbs/12_experiments.ipynb #7a28d078
 TARGETS = {  # the reproduction's targets on our data, by task: (metric, value)
@@ -511,7 +520,7 @@ def run_baseline(task: str,  # task name
 # %% ../nbs/12_experiments.ipynb #228ba70b
 SMALL_TASKS = ("bulk_modulus", "shear_modulus", "stability")  # minutes per run on 2 cores (metallicity: ~20)
 HYPERPARAMETER_VARIANTS = {"dropout 0.4": dict(dropout=0.4), "SGD, lr 0.01": dict(optimizer="sgd", lr=0.01),
-                           "mean pooling (ours, not in Table III)": dict(pooling="mean"), "self-attention pooling": dict(pooling="attention")}
+                           "mean pooling, ours, not in the paper": dict(pooling="mean"), "self-attention pooling": dict(pooling="attention")}
 NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule, on validation, for the elastic tasks
     "32-64-128": dict(mlp=(32, 64, 128), head=(128, 64)),
     "64-128-256-512": dict(mlp=(64, 128, 256, 512), head=(512, 256)),
