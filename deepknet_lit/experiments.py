@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
+from scipy import stats
 
 import deepknet_lit
 from .evaluate import write_json
@@ -33,7 +33,7 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'missing', 'run_missing', 'compute_left', 'cached']
+           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'run_missing', 'compute_left', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -106,7 +106,7 @@ def summarize(records: list,  # result records (from `run_experiment` or a basel
     s2 = a.var(ddof=1) if len(a) > 1 else 0.0
     b2 = float((boot ** 2).mean())
     se = math.sqrt((s2 + b2) / len(a))
-    q = float(student_t.ppf(0.975, (len(a) - 1) * (1 + b2 / s2) ** 2)) if s2 > 0 else Z95  # Welch–Satterthwaite
+    q = float(stats.t.ppf(0.975, (len(a) - 1) * (1 + b2 / s2) ** 2)) if s2 > 0 else Z95  # Welch–Satterthwaite
     m = float(a.mean())
     return dict(ours=m, sd=se, low=m - q * se, high=m + q * se, seeds=len(a))
 
@@ -430,7 +430,6 @@ def curve_trend(curve: pd.DataFrame,  # a `learning_curve`
     """Gain per doubling of the training set between the two largest shares, carried on to `n_at` materials: a least-squares
     line of the metric on log2(training materials) through every run (seed) of those two shares, with `level`
     t-intervals for its slope and for the line's value at `n_at` (NaN with fewer than one run beyond two)."""
-    from scipy import stats
     shares = sorted(curve.fraction.unique())[-2:]
     c = curve[curve.fraction.isin(shares)]
     out = dict.fromkeys(("per_doubling", "per_doubling_low", "per_doubling_high", "at", "at_low", "at_high"), math.nan)
@@ -651,14 +650,18 @@ def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and
     return run_experiment(profile=profile, progress=progress, **kw)
 
 # %% ../nbs/12_experiments.ipynb #238c8ba6
-def missing(profile: str = "full") -> list:
-    "The jobs of `plan(profile)` that have no result yet."
+def stored(profile: str = "full") -> list:
+    "Every job of `plan(profile)` with its stored result (None: not computed yet); never trains."
     old = os.environ.get(TRAIN_ENV)
     os.environ[TRAIN_ENV] = "0"
-    try: return [j for j in plan(profile) if run_job(j, profile) is None]
+    try: return [(j, run_job(j, profile)) for j in plan(profile)]
     finally:
         if old is None: del os.environ[TRAIN_ENV]
         else: os.environ[TRAIN_ENV] = old
+
+def missing(profile: str = "full") -> list:
+    "The jobs of `plan(profile)` that have no result yet."
+    return [j for j, r in stored(profile) if r is None]
 
 # %% ../nbs/12_experiments.ipynb #09c233b3
 def run_missing(profile: str = "full", log=print) -> int:
@@ -687,12 +690,7 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}
         if keep is not None: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
         return json.dumps(kept, sort_keys=True)
-    old = os.environ.get(TRAIN_ENV)
-    os.environ[TRAIN_ENV] = "0"
-    try: done = [(j, run_job(j, profile)) for j in plan(profile)]
-    finally:
-        if old is None: del os.environ[TRAIN_ENV]
-        else: os.environ[TRAIN_ENV] = old
+    done = stored(profile)
     seeds, costs = {}, {}
     for j, r in done:
         if r is None: continue
