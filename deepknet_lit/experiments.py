@@ -501,7 +501,9 @@ def run_baseline(task: str,  # task name
     t0 = time.time()
     store = experiment_store(config, progress)
     split = split_indices(store, config, task_data)
-    checkpoint = cache_root() / "runs" / profile / "baselines" / f"{key}.json"  # a killed grid search resumes from it
+    # a killed grid search resumes from its finished candidates; they sit beside the results (small JSON, committed
+    # with them) so that a new machine resumes too, and the file goes once the grid is done
+    checkpoint = results_dir(profile) / "partial" / "baselines" / f"{key}.json"
     if is_regression(task): res = _regression_baseline(store, split, config, model, grid, seed, progress, checkpoint)
     elif model == "majority": res = _majority(store, split)
     else:
