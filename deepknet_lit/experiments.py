@@ -667,8 +667,8 @@ def missing(profile: str = "full") -> list:
 
 # %% ../nbs/12_experiments.ipynb #09c233b3
 def run_missing(profile: str = "full", log=print) -> int:
-    "Compute every missing job of `profile`, one at a time; returns how many failed (each failure is logged)."
-    todo, failed = missing(profile), 0
+    "Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged)."
+    todo, failed = list(compute_left(profile).job), 0
     for i, job in enumerate(todo):
         t0 = time.time()
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
@@ -686,8 +686,9 @@ def run_missing(profile: str = "full", log=print) -> int:
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "mlp", "head", "epochs", "cell", "rotation")  # what sets a job's cost
 
 def compute_left(profile: str = "full") -> pd.DataFrame:
-    """The missing jobs of `profile` in plan order, with `tier` (`job_tier`), `estimate_s` (wall time on this machine;
-    NaN: nothing comparable has run) and `basis` (what the estimate comes from)."""
+    """The missing jobs of `profile` in the order the queue runs them (tier, then shortest estimate first, unknown last;
+    plan order among equals), with `tier` (`job_tier`), `estimate_s` (wall time on this machine; NaN: nothing
+    comparable has run) and `basis` (what the estimate comes from)."""
     def sig(job, keep=None, drop=("seed",)):
         kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}
         if keep is not None: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
@@ -707,8 +708,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]
-    return pd.DataFrame({"job": todo, "tier": [job_tier(j) for j in todo], "estimate_s": [e for e, _ in est],
-                         "basis": [b for _, b in est]}, index=pd.RangeIndex(len(todo)))
+    left = pd.DataFrame({"job": todo, "tier": [job_tier(j) for j in todo], "estimate_s": [e for e, _ in est],
+                         "basis": [b for _, b in est]})
+    return left.sort_values(["tier", "estimate_s"], na_position="last", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/12_experiments.ipynb #278ddbd7
 def cached(profile: str,  # results folder (see `results_dir`)
