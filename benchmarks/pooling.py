@@ -1,5 +1,5 @@
-"""Training throughput of the three poolings of Table III at the full profile's width (n = 343, batch 64): max (the
-reference, measured in the same run), mean, and two self-attention blocks. It sizes the training part of a full-profile metallicity run (validation not counted):
+"""Training throughput of the poolings of Table III at the full profile's width (n = 343, batch 64): max (the
+reference, measured in the same run), mean, and self-attention pooling with 0 and 2 self-attention layers. It sizes the training part of a full-profile metallicity run (validation not counted):
 25,716 training materials × 40 epochs at the measured samples/s (`experiments.job_tier` puts attention last).
 
     python benchmarks/pooling.py
@@ -14,7 +14,9 @@ if __name__ == "__main__":
     from deepknet_lit.train import PROFILES, ensure_fast_malloc
     ensure_fast_malloc()
     width = {k: PROFILES["full"][k] for k in ("mlp", "head")}
-    rates = throughput({p: dict(width, pooling=p) for p in ("max", "mean", "attention")}, steps=6)
+    poolings = {"max": dict(pooling="max"), "mean": dict(pooling="mean"),
+                "attention, 0 layers": dict(pooling="attention", attention_layers=0), "attention": dict(pooling="attention")}
+    rates = throughput({name: dict(width, **kw) for name, kw in poolings.items()}, steps=6)
     train_materials, epochs = 25716, PROFILES["full"]["epochs"]   # 70 % of the 36,738 metallicity materials
     result = dict(benchmark="training samples/s by pooling, full-profile width, n = 343, batch 64",
                   command="python benchmarks/pooling.py",
