@@ -33,7 +33,8 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'run_missing', 'compute_left', 'cached']
+           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'compute_left',
+           'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -673,9 +674,15 @@ def missing(profile: str = "full") -> list:
     return [j for j, r in stored(profile) if r is None]
 
 # %% ../nbs/12_experiments.ipynb #09c233b3
-def run_missing(profile: str = "full", log=print) -> int:
+def matches(job: dict, where: dict | None) -> bool:
+    "Does `job` have every key = value of `where` (None: any job)? A key the job lacks matches only None."
+    return not where or all(job.get(k) == v for k, v in where.items())
+
+def run_missing(profile: str = "full", log=print,
+                where: dict | None = None,  # only the jobs with these key = value pairs, e.g. {"pooling": "attention"}
+               ) -> int:
     "Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged)."
-    todo, failed = list(compute_left(profile).job), 0
+    todo, failed = [j for j in compute_left(profile).job if matches(j, where)], 0
     for i, job in enumerate(todo):
         t0 = time.time()
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")

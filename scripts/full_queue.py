@@ -2,22 +2,38 @@
 
     nohup .venv/bin/python scripts/full_queue.py > full_queue.log 2>&1 &
     .venv/bin/python scripts/full_queue.py --dry-run      # what is missing, and how long it should take here
+    .venv/bin/python scripts/full_queue.py --only pooling=attention   # only some jobs (e.g. on a GPU machine)
 
 Each job is cached by its key under book/results/<profile>/ (a finished one is skipped) and a killed training resumes
-from its checkpoint under $DEEPKNET_CACHE/runs/. Commit the JSON files as they land."""
+from its checkpoint under $DEEPKNET_CACHE/runs/ (a Table IV grid search from book/results/<profile>/partial/).
+Commit the JSON files as they land."""
 import argparse, math
 
-from deepknet_lit.experiments import compute_left, plan, run_missing
+import yaml
+
+from deepknet_lit.experiments import compute_left, matches, plan, run_missing
 from deepknet_lit.train import ensure_fast_malloc
+
+
+def key_value(s: str) -> tuple:
+    "'seed=0' -> ('seed', 0): the value read as YAML (numbers, true/false, strings)."
+    if "=" not in s: raise argparse.ArgumentTypeError(f"--only wants KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    return k.strip(), yaml.safe_load(v)
+
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="full"); p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--only", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="run only the jobs with this key = value (repeat to require several), e.g. task=metallicity")
     a = p.parse_args()
+    where = dict(a.only) or None
     ensure_fast_malloc()
     if a.dry_run:
         left = compute_left(a.profile)
-        print(f"{len(left)} of {len(plan(a.profile))} jobs missing")
+        left = left[[matches(j, where) for j in left.job]]
+        print(f"{len(left)} of {len(plan(a.profile))} jobs missing" + (f" and matching {where}" if where else ""))
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
             print(f"tier {r.tier} {took} min  {r.job}")
@@ -25,4 +41,4 @@ if __name__ == "__main__":
         print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
               f"this machine); {(~known).sum()} jobs have no estimate yet")
     else:
-        run_missing(a.profile, log=lambda s: print(s, flush=True))
+        run_missing(a.profile, log=lambda s: print(s, flush=True), where=where)
