@@ -15,6 +15,7 @@ FAST = {**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000
 needs_data = pytest.mark.skipif(not (MIRROR / "mp_mtcgcnn_36k").exists(), reason="offline data mirror not present")
 
 
+@needs_data
 def test_every_target_reads_the_values_its_base_task_thresholds():
     "A regression target reads the same materials as its base task, and the values that task's labels come from."
     for name, spec in REGRESSION_TASKS.items():
