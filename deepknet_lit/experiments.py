@@ -526,7 +526,7 @@ HYPERPARAMETER_VARIANTS = {  # Table III's alternatives to the default network, 
     "dropout 0.4": dict(dropout=0.4), "SGD, lr 0.01": dict(optimizer="sgd", lr=0.01),
     "mean pooling, ours, not in the paper": dict(pooling="mean"),
     # Table III's "number of self-attention layers: 0, 2, 4" under self-attention pooling; with 0 layers the pooling is
-    # a learned score per point and a softmax-weighted sum, as cheap as max pooling; 2 layers cost ~21× (benchmarks/pooling.py)
+    # a learned score per point and a softmax-weighted sum, as cheap as max pooling; 2 layers cost an order of magnitude more (benchmarks/pooling.py)
     "self-attention pooling, 0 layers": dict(pooling="attention", attention_layers=0),
     "self-attention pooling, 2 layers": dict(pooling="attention")}
 NETWORK_SWEEP = {  # how `train.PROFILES["full"]` was chosen: width and schedule, on validation, for the elastic tasks
@@ -639,7 +639,7 @@ def job_tier(job: dict) -> int:
     if job["kind"] == "baseline": return 2 if job["model"] == "rf" else 0  # the random forest's Table IV grid: hours
     if job.get("n", 343) < 125: return 0
     if job.get("pooling") == "attention" and job.get("attention_layers", 2) > 0:
-        return 3  # two 256-wide self-attention blocks over 343 points: ~21× max pooling's training time (benchmarks/pooling.py)
+        return 3  # two 256-wide self-attention blocks over 343 points: an order of magnitude more training time than max pooling (benchmarks/pooling.py)
     headline = job.get("n") == 343 and job.get("perturbation") == "phi1" and len(job) == 5
     return 1 if headline else 2
 
