@@ -7,6 +7,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/baselines.html.md"""
 # %% ../nbs/09_baselines.ipynb #8450895d
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -24,7 +25,8 @@ from .train import TrainConfig, open_data, split_indices
 
 # %% auto #0
 __all__ = ['PAPER_GRID', 'SMALL_GRID', 'KINDS', 'REGRESSION_MAX_LEAVES', 'barcodes', 'param_grid', 'make_estimator',
-           'grid_search', 'fit_baseline', 'fit_regressor', 'run_baseline']
+           'grid_search', 'grouped_by_setting', 'forest_prefix', 'grow_once', 'fit_baseline', 'fit_regressor',
+           'run_baseline']
 
 # %% ../nbs/09_baselines.ipynb #214549e7
 def barcodes(
@@ -187,6 +189,41 @@ def _auc_key(s: dict) -> tuple:
     return (-1.0 if auc is None or auc != auc else auc, s["accuracy"])
 
 
+# %% ../nbs/09_baselines.ipynb #f0e5a7b2
+def _setting(params: dict) -> tuple:
+    "A candidate's settings other than its number of trees."
+    return tuple(sorted(((k, v) for k, v in params.items() if k != "n_estimators"), key=str))
+
+def grouped_by_setting(grid: list) -> list:
+    "The grid with each setting's sizes next to each other, smallest first (settings in their first-seen order)."
+    first = {}
+    for p in grid: first.setdefault(_setting(p), len(first))
+    return sorted(grid, key=lambda p: (first[_setting(p)], p["n_estimators"]))
+
+def forest_prefix(forest, k: int):
+    "The first `k` trees of a fitted scikit-learn forest, as a forest of its own (the original is not changed)."
+    if not 1 <= k <= len(forest.estimators_):
+        raise ValueError(f"a forest of {len(forest.estimators_)} trees has no first {k}")
+    sub = copy.copy(forest)
+    sub.estimators_, sub.n_estimators = forest.estimators_[:k], k
+    return sub
+
+def grow_once(grid: list,  # the candidates that will be asked for
+              fit,  # params -> fitted random forest
+             ):  # params -> fitted forest: the setting's largest forest is grown once, smaller ones are its first trees
+    "Wrap `fit` so that the candidates of one setting share one forest (keeps the last setting's forest only)."
+    largest = {}
+    for p in grid: largest[_setting(p)] = max(largest.get(_setting(p), 0), p["n_estimators"])
+    held = {}
+    def fit_prefix(params):
+        s = _setting(params)
+        if held.get("setting") != s:
+            held.clear()  # free the previous forest before growing the next
+            held.update(setting=s, forest=fit(dict(params, n_estimators=largest[s])))
+        return forest_prefix(held["forest"], params["n_estimators"])
+    return fit_prefix
+
+
 # %% ../nbs/09_baselines.ipynb #c5981c77
 def fit_baseline(
     store,  # a featurized `Store` (or anything with `features (N,n,4)`, `y (N,)`, optional `hkl`, `classes`, `ids`)
@@ -211,10 +248,13 @@ def fit_baseline(
     tr, va, te = (np.asarray(split[p], dtype=int) for p in ("train", "valid", "test"))
     if len(np.unique(y[tr])) < 2:
         raise ValueError("the training split holds a single class; a classifier cannot be fitted")
+    candidates = param_grid(kind, grid)
+    fit = lambda params: make_estimator(kind, params, X.shape[1], seed, n_jobs).fit(X[tr], y[tr])
+    if kind == "rf": candidates = grouped_by_setting(candidates); fit = grow_once(candidates, fit)
     def fit_one(params):
-        model = make_estimator(kind, params, X.shape[1], seed, n_jobs).fit(X[tr], y[tr])
+        model = fit(params)
         return _scores(y[va], _full_probs(model, X[va], n_classes)), _full_probs(model, X[te], n_classes)
-    s = grid_search(param_grid(kind, grid), fit_one, lambda a, b: _auc_key(a) > _auc_key(b), checkpoint, progress,
+    s = grid_search(candidates, fit_one, lambda a, b: _auc_key(a) > _auc_key(b), checkpoint, progress,
                     f"{kind} grid")
     best = s["candidates"][s["best"]]
     result = dict(kind=kind, grid=grid if isinstance(grid, str) else "custom", seed=seed, best_params=best["params"],
@@ -251,8 +291,10 @@ def fit_regressor(
     X = barcodes(store.features, getattr(store, "hkl", None), getattr(store, "ids", None))
     grid_list = [dict(g, criterion=None) for g in param_grid(kind, grid)]
     grid_list = [dict(s) for s in dict.fromkeys(tuple(sorted(g.items(), key=str)) for g in grid_list)]  # no criterion: drop repeats
+    fit = lambda params: make_estimator(kind, params, X.shape[1], seed, n_jobs, regression=True).fit(X[tr], t[tr])
+    if kind == "rf": grid_list = grouped_by_setting(grid_list); fit = grow_once(grid_list, fit)
     def fit_one(params):
-        model = make_estimator(kind, params, X.shape[1], seed, n_jobs, regression=True).fit(X[tr], t[tr])
+        model = fit(params)
         return evaluate_values(t[va], model.predict(X[va]), unit=unit), model.predict(X[te])
     s = grid_search(grid_list, fit_one, lambda a, b: a["mae"] < b["mae"], checkpoint, progress, f"{kind} grid")
     best, pred = s["candidates"][s["best"]], s["test"]
