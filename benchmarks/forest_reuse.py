@@ -34,7 +34,8 @@ def main(limit: int = 3000):
     key = lambda c: json.dumps(c["params"], sort_keys=True)
     theirs = {key(c): c["valid"]["roc_auc"] for c in reference}
     worst = max(abs(c["valid"]["roc_auc"] - theirs[key(c)]) for c in ours["candidates"])
-    best_ref = max(reference, key=lambda c: (c["valid"]["roc_auc"], c["valid"]["accuracy"]))
+    rank = lambda c: (c["valid"]["roc_auc"], c["valid"]["accuracy"])
+    top = max(map(rank, reference))  # candidates tied at the top are equally right (the two grids run in other orders)
     result = dict(benchmark="random-forest Table IV grid (54 candidates): each setting grown once vs every candidate fitted alone",
                   command=f"python benchmarks/forest_reuse.py {limit}",
                   machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
@@ -43,7 +44,7 @@ def main(limit: int = 3000):
                   seconds=dict(grown_once=round(grown, 1), reference_every_candidate=round(alone, 1)),
                   speedup=round(alone / grown, 2),
                   max_valid_roc_auc_difference=worst,
-                  same_selection=ours["best_params"] == best_ref["params"])
+                  same_selection=ours["best_params"] in [c["params"] for c in reference if rank(c) == top])
     out = Path(__file__).parent / "results" / "forest_reuse.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
