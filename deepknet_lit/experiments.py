@@ -33,8 +33,8 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
            'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'compute_left',
-           'cached']
+           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown',
+           'compute_left', 'cached']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -697,6 +697,16 @@ def run_missing(profile: str = "full", log=print,
     return failed
 
 # %% ../nbs/12_experiments.ipynb #ddcf031c
+def pooling_slowdown(job: dict, path=None) -> float:
+    """Training-time factor of `job`'s pooling over max pooling, as `benchmarks/pooling.py` measured it (NaN when the
+    job pools by max, or the benchmark's result is not there, e.g. in an installed package)."""
+    pooling, layers = job.get("pooling", "max"), job.get("attention_layers", 2)
+    if pooling == "max": return math.nan
+    name = "attention, 0 layers" if pooling == "attention" and layers == 0 else pooling
+    path = Path(path) if path else REPO_ROOT / "benchmarks" / "results" / "pooling.json"
+    try: return float(json.loads(path.read_text())["slowdown_vs_max"][name])
+    except (OSError, ValueError, KeyError, TypeError): return math.nan
+
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_layers", "mlp", "head", "epochs", "cell",
               "rotation")  # what sets a job's cost
 
@@ -720,6 +730,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
             return float(np.median(costs[sig(j, _COST_KEYS)])) * j["train_fraction"], "full-size runs × share"
         if sig(j, _COST_KEYS) in costs: return float(np.median(costs[sig(j, _COST_KEYS)])), "same data, n and network"
+        twin = {k: v for k, v in j.items() if k not in ("pooling", "attention_layers")}
+        if math.isfinite(f := pooling_slowdown(j)) and sig(twin, _COST_KEYS) in costs:
+            return float(np.median(costs[sig(twin, _COST_KEYS)])) * f, "max-pooling runs × benchmarked slowdown"
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]

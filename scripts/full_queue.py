@@ -36,9 +36,10 @@ if __name__ == "__main__":
         print(f"{len(left)} of {len(plan(a.profile))} jobs missing" + (f" and matching {where}" if where else ""))
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
-            print(f"tier {r.tier} {took} min  {r.job}")
+            print(f"tier {r.tier} {took} min  {r.job}" + ("  (benchmarked slowdown)" if "benchmark" in r.basis else ""))
         known = left.estimate_s.notna()
         print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
-              f"this machine); {(~known).sum()} jobs have no estimate yet")
+              f"this machine; pooling variants from benchmarks/results/pooling.json); {(~known).sum()} jobs have no "
+              "estimate yet")
     else:
         run_missing(a.profile, log=lambda s: print(s, flush=True), where=where)
