@@ -377,7 +377,8 @@ def run_experiment(task: str,  # task name
                   excluded=exclude, data=task_fingerprint(experiment_task(config)), featurizer=FEATURIZER_VERSION,
                   training=TRAINING_VERSION, split_hash=task_split_hash(config, experiment_task(config)),
                   test_hash=metrics["split_hash"],
-                  config=config.to_dict(), seconds=round(time.time() - t0, 1), best_epoch=metrics.get("best_epoch"),
+                  config=config.to_dict(), best_epoch=metrics.get("best_epoch"),
+                  seconds=round(time.time() - t0 + (metrics.get("resumed_seconds") or 0.0), 1),  # before an interruption too
                   n_materials=metrics.get("n"), valid=metrics["valid"], test=metrics["test"], history=metrics.get("history"))
     if "mae" in metrics["test"]: record["parity"] = parity_points(run_dir / "test_predictions.npz")
     write_json(record, path)

@@ -621,6 +621,7 @@ def train(
     state = dict(epoch=0, best=-math.inf, best_epoch=-1, bad_epochs=0, history=[], done=False)
     if resume and (out / "last.pt").exists():
         state = _resume(out / "last.pt", config, model, opt, sch, device)  # a refused resume leaves the run folder untouched
+    resumed_seconds = sum(h["seconds"] for h in state["history"])  # training time before an interruption
     if is_main: write_json(config.to_dict(), out / "config.json")
     net = torch.compile(model) if config.compile else model
     if world > 1:
@@ -650,7 +651,7 @@ def train(
 
     result = {}
     if is_main and (state["done"] or state["epoch"] >= config.epochs):
-        result = _final_metrics(out, store, y, target, splits, config, state)
+        result = dict(_final_metrics(out, store, y, target, splits, config, state), resumed_seconds=resumed_seconds)
     if world > 1: dist.barrier()
     return result
 
