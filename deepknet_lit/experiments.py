@@ -717,15 +717,18 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
     comparable has run) and `basis` (what the estimate comes from)."""
     def sig(job, keep=None, drop=("seed",)):
         kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}
-        if keep is not None: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
+        if keep is not None and "task" in kept: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
         return json.dumps(kept, sort_keys=True)
     done = stored(profile)
-    seeds, costs = {}, {}
+    seeds, costs, elsewhere, sizes = {}, {}, {}, {}  # elsewhere: the same job on any data, as (data task, seconds)
     for j, r in done:
         if r is None: continue
         s = float(r.get("seconds") or 0)
         seeds.setdefault(sig(j), []).append(s)
-        if "train_fraction" not in j: costs.setdefault(sig(j, _COST_KEYS), []).append(s)
+        if "train_fraction" in j: continue
+        costs.setdefault(sig(j, _COST_KEYS), []).append(s)
+        elsewhere.setdefault(sig(j, _COST_KEYS, drop=("seed", "task")), []).append((data_task(j["task"]), s))
+        if "exclude" not in j and (n := (r.get("n_materials") or {}).get("train")): sizes[data_task(j["task"])] = n
     def estimate(j):
         if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
         if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
@@ -734,6 +737,10 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         twin = {k: v for k, v in j.items() if k not in ("pooling", "attention_layers")}
         if math.isfinite(f := pooling_slowdown(j)) and sig(twin, _COST_KEYS) in costs:
             return float(np.median(costs[sig(twin, _COST_KEYS)])) * f, "max-pooling runs × benchmarked slowdown"
+        mine = sizes.get(data_task(j["task"]))
+        scaled = [s * mine / sizes[t] for t, s in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), [])
+                  if mine and t in sizes]
+        if scaled: return float(np.median(scaled)), "other tasks' runs × training-set size"
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]
