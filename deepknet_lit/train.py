@@ -474,7 +474,7 @@ def fixed_encoding(model: PointNet,  # a model whose `encoder` may be invariant
     out = None
     enc = enc.to("cpu")
     for s in tqdm(range(0, len(features), batch_size), desc="encode once", disable=not progress):
-        x = perturb(torch.from_numpy(np.ascontiguousarray(features[s:s + batch_size], dtype=np.float32)), config.perturbation)
+        x = perturb(torch.from_numpy(np.array(features[s:s + batch_size], dtype=np.float32)), config.perturbation)  # a copy: the store is read-only
         z = enc(x).numpy()
         if out is None: out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(features), *z.shape[1:]))
         out[s:s + len(z)] = z
