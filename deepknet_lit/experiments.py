@@ -720,15 +720,26 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         if keep is not None and "task" in kept: kept["task"] = data_task(job["task"])  # a regression target costs what its data's task costs
         return json.dumps(kept, sort_keys=True)
     done = stored(profile)
-    seeds, costs, elsewhere, sizes = {}, {}, {}, {}  # elsewhere: the same job on any data, as (data task, seconds)
+    seeds, costs, elsewhere, sizes = {}, {}, {}, {}  # elsewhere: the same job on any data, as (data task, seconds, epochs)
+    epoch_s, n_epochs = {}, {}  # per data task, the default network's (n = 343) epoch times and epoch counts
     for j, r in done:
         if r is None: continue
         s = float(r.get("seconds") or 0)
         seeds.setdefault(sig(j), []).append(s)
         if "train_fraction" in j: continue
         costs.setdefault(sig(j, _COST_KEYS), []).append(s)
-        elsewhere.setdefault(sig(j, _COST_KEYS, drop=("seed", "task")), []).append((data_task(j["task"]), s))
-        if "exclude" not in j and (n := (r.get("n_materials") or {}).get("train")): sizes[data_task(j["task"])] = n
+        t, epochs = data_task(j["task"]), [float(h["seconds"]) for h in r.get("history") or [] if "seconds" in h]
+        elsewhere.setdefault(sig(j, _COST_KEYS, drop=("seed", "task")), []).append((t, s, epochs))
+        if "exclude" not in j and (n := (r.get("n_materials") or {}).get("train")): sizes[t] = n
+        if epochs and sig(j, _COST_KEYS) == sig(dict(kind="pointnet", task=t, n=343), _COST_KEYS):
+            epoch_s.setdefault(t, []).extend(epochs); n_epochs.setdefault(t, []).append(len(epochs))
+    def scaled(j, t, s, epochs):  # a run of j's network on data t, rescaled to j's data; None: nothing to scale by
+        mine = data_task(j["task"])
+        if epochs and mine in epoch_s and t in epoch_s:  # epoch time × the default networks' epoch-time ratio × epochs
+            return float(np.median(epochs)) * float(np.median(epoch_s[mine]) / np.median(epoch_s[t])) \
+                   * float(np.median(n_epochs[mine])), "other tasks' runs × epoch-cost ratio"
+        if sizes.get(mine) and t in sizes: return s * sizes[mine] / sizes[t], "other tasks' runs × training-set size"
+        return None
     def estimate(j):
         if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
         if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
@@ -737,10 +748,8 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         twin = {k: v for k, v in j.items() if k not in ("pooling", "attention_layers")}
         if math.isfinite(f := pooling_slowdown(j)) and sig(twin, _COST_KEYS) in costs:
             return float(np.median(costs[sig(twin, _COST_KEYS)])) * f, "max-pooling runs × benchmarked slowdown"
-        mine = sizes.get(data_task(j["task"]))
-        scaled = [s * mine / sizes[t] for t, s in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), [])
-                  if mine and t in sizes]
-        if scaled: return float(np.median(scaled)), "other tasks' runs × training-set size"
+        if found := [x for run in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), []) if (x := scaled(j, *run))]:
+            return float(np.median([e for e, _ in found])), found[0][1]
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]

@@ -37,12 +37,13 @@ if __name__ == "__main__":
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
             note = {"max-pooling runs × benchmarked slowdown": "  (benchmarked slowdown)",
-                    "other tasks' runs × training-set size": "  (other tasks × training-set size)"}.get(r.basis, "")
+                    "other tasks' runs × training-set size": "  (other tasks × training-set size)",
+                    "other tasks' runs × epoch-cost ratio": "  (other tasks × epoch-cost ratio)"}.get(r.basis, "")
             print(f"tier {r.tier} {took} min  {r.job}{note}")
         known = left.estimate_s.notna()
         print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
-              f"this machine; pooling variants from benchmarks/results/pooling.json, jobs new to a task from the other tasks "
-              f"scaled by training-set size); {(~known).sum()} jobs have no "
+              f"this machine; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
+              f"on the other tasks, rescaled); {(~known).sum()} jobs have no "
               "estimate yet")
     else:
         run_missing(a.profile, log=lambda s: print(s, flush=True), where=where)
