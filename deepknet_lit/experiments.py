@@ -748,8 +748,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         twin = {k: v for k, v in j.items() if k not in ("pooling", "attention_layers")}
         if math.isfinite(f := pooling_slowdown(j)) and sig(twin, _COST_KEYS) in costs:
             return float(np.median(costs[sig(twin, _COST_KEYS)])) * f, "max-pooling runs × benchmarked slowdown"
-        if found := [x for run in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), []) if (x := scaled(j, *run))]:
-            return float(np.median([e for e, _ in found])), found[0][1]
+        found = [x for run in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), []) if (x := scaled(j, *run))]
+        for basis in sorted({b for _, b in found}):  # "… epoch-cost ratio" before "… training-set size": never a mix
+            return float(np.median([e for e, b in found if b == basis])), basis
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]

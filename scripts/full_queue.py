@@ -36,10 +36,7 @@ if __name__ == "__main__":
         print(f"{len(left)} of {len(plan(a.profile))} jobs missing" + (f" and matching {where}" if where else ""))
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
-            note = {"max-pooling runs × benchmarked slowdown": "  (benchmarked slowdown)",
-                    "other tasks' runs × training-set size": "  (other tasks × training-set size)",
-                    "other tasks' runs × epoch-cost ratio": "  (other tasks × epoch-cost ratio)"}.get(r.basis, "")
-            print(f"tier {r.tier} {took} min  {r.job}{note}")
+            print(f"tier {r.tier} {took} min  {r.job}  ({r.basis})")  # what the estimate comes from
         known = left.estimate_s.notna()
         print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
               f"this machine; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
