@@ -20,7 +20,8 @@ from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .encoders import encoder_version
-from .tasks import REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash
+from .tasks import (REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash,
+                                 task_label)
 from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
 from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
@@ -174,7 +175,7 @@ def comparison_table(rows: list) -> pd.DataFrame:
     def what(r):  # from the row dicts: a DataFrame would turn n into a float and a missing n into NaN
         n, p = r.get("n"), r.get("perturbation")
         n = f"n = {int(n)}" if isinstance(n, (int, float)) and math.isfinite(n) and n else None
-        task = r.get("task"); task = task.replace("_", " ") if isinstance(task, str) else task  # read as words; JSON keeps the key
+        task = r.get("task"); task = task_label(task) if isinstance(task, str) else task  # read as words; JSON keeps the key
         return " · ".join(str(x) for x in (task, n, p if isinstance(p, str) else None) if x)
     return pd.DataFrame({"artefact": df.artefact, "what": [what(r) for r in rows], "model": df.model, "metric": df.metric,
                          "paper": [_fmt(r["paper"]) for r in rows], "ours": [_fmt(r["ours"]) for r in rows],  # ints stay counts

@@ -28,10 +28,10 @@ os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints its internal ret
 
 # %% auto #0
 __all__ = ['ELASTIC_SOURCES', 'SYMPREC', 'ANGLE_TOLERANCE', 'CRYSTAL_SYSTEMS', 'CRYSTAL_SYSTEMS_6', 'REGRESSION_TASKS', 'TASKS',
-           'TaskData', 'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info', 'symmetry_table',
-           'task_symmetry', 'icsd_tagged_ids', 'cell_shape_system', 'RegressionTarget', 'is_regression', 'data_task',
-           'TaskSpec', 'load_task', 'stratified_subset', 'Splits', 'make_splits', 'split_hash', 'task_stats',
-           'format_stats', 'class_balance_table']
+           'TASK_LABELS', 'TaskData', 'merge_by_priority', 'label_disagreements', 'elastic_frames', 'symmetry_info',
+           'symmetry_table', 'task_symmetry', 'icsd_tagged_ids', 'cell_shape_system', 'RegressionTarget',
+           'is_regression', 'data_task', 'TaskSpec', 'task_label', 'load_task', 'stratified_subset', 'Splits',
+           'make_splits', 'split_hash', 'task_stats', 'format_stats', 'class_balance_table']
 
 # %% ../nbs/04_tasks.ipynb #22a8b191
 @dataclass
@@ -441,6 +441,14 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("trigonal_hexagonal", "trigonal vs hexagonal within the hexagonal family", _trigonal_hexagonal,
              {}, "Xsys_split1", needs_structures=True, snapshot=_MTCGCNN),
 ]}
+
+# %% ../nbs/04_tasks.ipynb #b3d9f4e1
+TASK_LABELS = {"log_kvrh": "log₁₀ K_VRH", "log_gvrh": "log₁₀ G_VRH", "e_above_hull": "E above hull",
+               "trigonal_hexagonal": "trigonal vs hexagonal", "stability_derived_proxy": "stability (derived proxy)"}
+
+def task_label(name: str) -> str:
+    "The words a table or plot shows for task `name` (`TASK_LABELS`, else the name with spaces for underscores)."
+    return TASK_LABELS.get(name, name.replace("_", " "))
 
 # %% ../nbs/04_tasks.ipynb #8f68e807
 def load_task(name: str,  # a task of `TASKS`: metallicity, bulk_modulus, shear_modulus, stability, crystal_system, ...
