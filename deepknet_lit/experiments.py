@@ -20,8 +20,8 @@ from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
 from .encoders import encoder_version
-from .tasks import (REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash,
-                                 task_label)
+from .tasks import (
+    REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
 from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
 from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
@@ -709,6 +709,8 @@ def pooling_slowdown(job: dict, path=None) -> float:
     try: return float(json.loads(path.read_text())["slowdown_vs_max"][name])
     except (OSError, ValueError, KeyError, TypeError): return math.nan
 
+_SCALED_BASES = ("other tasks' runs × epoch-cost ratio", "other tasks' runs × training-set size")  # best first
+
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_layers", "mlp", "head", "epochs", "cell",
               "rotation")  # what sets a job's cost
 
@@ -738,8 +740,8 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         mine = data_task(j["task"])
         if epochs and mine in epoch_s and t in epoch_s:  # epoch time × the default networks' epoch-time ratio × epochs
             return float(np.median(epochs)) * float(np.median(epoch_s[mine]) / np.median(epoch_s[t])) \
-                   * float(np.median(n_epochs[mine])), "other tasks' runs × epoch-cost ratio"
-        if sizes.get(mine) and t in sizes: return s * sizes[mine] / sizes[t], "other tasks' runs × training-set size"
+                   * float(np.median(n_epochs[mine])), _SCALED_BASES[0]
+        if sizes.get(mine) and t in sizes: return s * sizes[mine] / sizes[t], _SCALED_BASES[1]
         return None
     def estimate(j):
         if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
@@ -750,8 +752,8 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         if math.isfinite(f := pooling_slowdown(j)) and sig(twin, _COST_KEYS) in costs:
             return float(np.median(costs[sig(twin, _COST_KEYS)])) * f, "max-pooling runs × benchmarked slowdown"
         found = [x for run in elsewhere.get(sig(j, _COST_KEYS, drop=("seed", "task")), []) if (x := scaled(j, *run))]
-        for basis in sorted({b for _, b in found}):  # "… epoch-cost ratio" before "… training-set size": never a mix
-            return float(np.median([e for e, b in found if b == basis])), basis
+        for basis in _SCALED_BASES:  # the first basis any run supports; one estimate never mixes bases
+            if same := [e for e, b in found if b == basis]: return float(np.median(same)), basis
         return math.nan, "none"
     todo = [j for j, r in done if r is None]
     est = [estimate(j) for j in todo]
