@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .augment import denormalise_t
 from .diffraction import CU_KALPHA
+from .records import check_size
 
 # %% auto #0
 __all__ = ['ENCODERS', 'LOG_SPAN', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError', 'read_pattern',
@@ -110,8 +111,9 @@ def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a pr
     path = Path(path)
     if not wavelength or wavelength <= 0: raise PatternError(f"{path}: the wavelength must be positive, got {wavelength}")
     rows = []
-    try: text = path.read_text(errors="strict")
+    try: text = check_size(path).read_text(errors="strict")  # at most $DEEPKNET_MAX_FILE_MB MiB
     except (OSError, UnicodeDecodeError) as e: raise PatternError(f"{path}: cannot read it as text ({e})") from None
+    except ValueError as e: raise PatternError(str(e)) from None  # too large: the message names the file
     for k, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line[0] in "#;!": continue

@@ -8,9 +8,12 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/records.html.md"""
 from __future__ import annotations
 
 import ast
+import bz2
 import fnmatch
 import gzip
 import json
+import lzma
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -25,8 +28,9 @@ from tqdm.auto import tqdm
 
 
 # %% auto #0
-__all__ = ['MIN_SITE_DISTANCE', 'STRUCTURE_FILES', 'RecordError', 'Record', 'check_structure', 'RecordSet', 'cif_blocks',
-           'parse_cif', 'structure_from_obj', 'note_failure', 'structure_files', 'structure_items', 'as_structure',
+__all__ = ['MIN_SITE_DISTANCE', 'MAX_SITES', 'MAX_CIF_EXPANSION', 'STRUCTURE_FILES', 'MAX_FILE_ENV', 'RecordError', 'Record',
+           'check_structure', 'RecordSet', 'cif_blocks', 'cif_site_bound', 'parse_cif', 'structure_from_obj',
+           'note_failure', 'structure_files', 'max_file_bytes', 'check_size', 'structure_items', 'as_structure',
            'read_structures', 'read_items', 'read_structure']
 
 # %% ../nbs/03_records.ipynb #1e5fb1c5
@@ -43,6 +47,8 @@ class Record(NamedTuple):
 
 
 MIN_SITE_DISTANCE = 0.5  # Å; closer atoms are a broken structure (shortest real bond, H2, is 0.74 Å)
+MAX_SITES = 5_000  # sites per cell; more is a mistake or an attack (the distance check alone is O(n²) in memory)
+MAX_CIF_EXPANSION = 2 * MAX_SITES  # atom-site rows × symmetry operations of a CIF (before pymatgen merges copies)
 
 # %% ../nbs/03_records.ipynb #2cecc8dd
 def check_structure(structure: Structure,  # the structure to check
@@ -57,6 +63,9 @@ def check_structure(structure: Structure,  # the structure to check
     dummies = sorted({str(sp) for sp in structure.composition if isinstance(sp, DummySpecies)})
     if dummies:
         raise RecordError(f"{material_id}: unknown element(s) {dummies}")
+    if len(structure) > MAX_SITES:
+        raise RecordError(f"{material_id}: {len(structure):,} sites in the cell; at most {MAX_SITES:,} are read "
+                          "(records.MAX_SITES; the largest Materials Project cells hold a few hundred)")
     if not structure.is_ordered:
         raise RecordError(f"{material_id}: partial occupancy / disorder is not supported (order the structure first)")
     if not np.all(np.isfinite(structure.frac_coords)) or not np.all(np.isfinite(structure.lattice.matrix)):
@@ -142,6 +151,30 @@ def _parse_p1_cif(text: str) -> Structure | None:
     return Structure(Lattice.from_parameters(*abc_angles), species, coords)
 
 
+_SYMOP_KEYS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz", "_space_group_symop.operation_xyz",
+               "_space_group_symop_magn_operation.xyz")  # a loop of symmetry operations, in the dialects pymatgen reads
+_GROUP_KEYS = ("_symmetry_space_group_name_H-M", "_space_group_name_H-M_alt", "_symmetry_Int_Tables_number",
+               "_space_group_IT_number")  # else pymatgen generates the group's operations from its name or number
+
+def cif_site_bound(text: str) -> int:
+    "At most how many sites pymatgen builds from one CIF block: atom-site rows × symmetry operations (before merging)."
+    from pymatgen.io.cif import CifFile
+    blocks = list(CifFile.from_str(text).data.values())
+    if not blocks: return 0
+    data = blocks[0].data
+    as_list = lambda v: v if isinstance(v, list) else [v]
+    rows = len(as_list(data.get("_atom_site_fract_x", data.get("_atom_site_Cartn_x", []))))
+    ops = next((len(as_list(data[k])) for k in _SYMOP_KEYS if k in data), None)
+    if ops is not None:
+        return rows * ops * len(as_list(data.get("_space_group_symop_magn_centering.xyz", [0])))
+    from pymatgen.symmetry.groups import SpaceGroup
+    for k in (k for k in _GROUP_KEYS if k in data):
+        value = str(as_list(data[k])[0]).replace(" ", "").strip("'\"")
+        try: return rows * len((SpaceGroup.from_int_number(int(value)) if value.isdigit() else SpaceGroup(value)).symmetry_ops)
+        except Exception: continue  # a symbol pymatgen spells otherwise: try the next key
+    return rows * 192  # unknown group: the most operations any has (Fm-3m and its kin, conventional cell)
+
+
 _CIF_NOISE = ("No _symmetry_equiv_pos_as_xyz", "Issues encountered while parsing CIF", "No structure parsed for section")
 
 def _cif_reason(caught: list, error: Exception) -> str:
@@ -170,6 +203,11 @@ def parse_cif(text: str,  # CIF text holding one structure
     except ValueError as e:  # e.g. unknown element symbol
         raise RecordError(f"{material_id}: malformed CIF or unknown element ({e})") from e
     if s is None:
+        try: bound = cif_site_bound(text)
+        except Exception as e: raise RecordError(f"{material_id}: malformed CIF ({type(e).__name__}: {e})") from e
+        if bound > MAX_CIF_EXPANSION:  # pymatgen's merge of symmetry copies takes time ~ (rows × operations)²
+            raise RecordError(f"{material_id}: its symmetry operations make up to {bound:,} sites before merging; at most "
+                              f"{MAX_CIF_EXPANSION:,} are expanded (records.MAX_CIF_EXPANSION; write the cell in P1 to go further)")
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -243,9 +281,34 @@ def structure_files(paths):  # files and folders, str or Path
     return out
 
 # %% ../nbs/03_records.ipynb #f4d2707a
-def _read_text(path):  # Path, optionally .gz
+MAX_FILE_ENV = "DEEPKNET_MAX_FILE_MB"  # environment variable: the most MiB one file may hold once decompressed
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}  # as pymatgen decompresses them
+
+def max_file_bytes() -> int:
+    "The most bytes one structure or pattern file may hold, decompressed: $DEEPKNET_MAX_FILE_MB MiB, default 256."
+    return int(float(os.environ.get(MAX_FILE_ENV, 256)) * 2**20)
+
+def check_size(path: Path | str,  # a file from anyone, optionally .gz, .bz2 or .xz
+               name: str | None = None,  # how messages name it (default: the path)
+              ) -> Path:
+    "`path`, if it holds at most `max_file_bytes()` once decompressed; else `ValueError` naming it (a compression bomb too)."
+    path, limit = Path(path), max_file_bytes()
+    opener, n = _OPENERS.get(path.suffix.lower()), path.stat().st_size
+    if opener is not None and n <= limit:  # count what it decompresses to, keeping nothing
+        n = 0
+        try:
+            with opener(path, "rb") as f:
+                while n <= limit and (chunk := f.read(2**20)): n += len(chunk)
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            raise ValueError(f"{name or path}: cannot decompress it ({type(e).__name__}: {e})") from None
+    if n > limit:
+        raise ValueError(f"{name or path}: holds more than {limit / 2**20:g} MiB{' once decompressed' if opener else ''}; "
+                         f"split it, or raise ${MAX_FILE_ENV}")
+    return path
+
+def _read_text(path):  # Path, optionally compressed (its size already checked)
     "The text of a file: UTF-8, else Latin-1 (old CIFs write authors' names in it; every byte decodes)."
-    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as f: data = f.read()
     try: return data.decode("utf-8")
     except UnicodeDecodeError: return data.decode("latin-1")
 
@@ -281,6 +344,7 @@ def structure_items(path,  # one structure file
     "`(id, item)` per structure of a file, item = CIF text of one block (parsed later) or a Structure; ids `sid#k` if several."
     path = Path(path); sid = str(path) if sid is None else sid
     if not path.is_file(): raise FileNotFoundError(f"{sid}: no such file")
+    check_size(path, sid)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -43,6 +43,26 @@ def test_featurize_with_only_bad_files_fails(tmp_path, cifs):
     assert done.returncode == 1 and "broken.cif" in done.stderr
 
 
+
+def test_featurize_refuses_compression_bombs_and_huge_cells_and_goes_on(cifs, tmp_path):
+    "Files from strangers: a .cif.gz past $DEEPKNET_MAX_FILE_MB once decompressed, a 2 kB CIF asking for 11,520 sites."
+    import gzip
+    with gzip.open(tmp_path / "bomb.cif.gz", "wb") as f:
+        f.write(b"data_bomb\n" + b"#" * 3 * 2**20)  # 3 MiB of comment, a few kB on disk
+    rows = [f"C{k} C {x:.5f} {y:.5f} {z:.5f} 1" for k, (x, y, z) in enumerate(0.05 + 0.4 * np.random.default_rng(0).random((60, 3)))]
+    (tmp_path / "huge.cif").write_text("\n".join(
+        ["data_huge", "_symmetry_space_group_name_H-M 'F m -3 m'", "_symmetry_Int_Tables_number 225"]
+        + [f"_cell_length_{a} 80" for a in "abc"] + [f"_cell_angle_{a} 90" for a in ("alpha", "beta", "gamma")]
+        + ["loop_", "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
+           "_atom_site_fract_z", "_atom_site_occupancy"] + rows) + "\n")
+    done = run("featurize", cifs[0], tmp_path / "bomb.cif.gz", tmp_path / "huge.cif", "-o", tmp_path / "c.npz",
+               "--max-index", "1", env={"DEEPKNET_MAX_FILE_MB": "1"})
+    assert "1 point clouds, 2 skipped" in done.stdout and "Traceback" not in done.stderr
+    assert "bomb.cif.gz" in done.stderr and "more than 1 MiB once decompressed" in done.stderr
+    assert "huge.cif" in done.stderr and "11,520 sites" in done.stderr
+    assert np.load(tmp_path / "c.npz")["features"].shape == (1, 27, 4)
+
+
 @needs_mirror
 def test_data_stats_metallicity_counts():
     out = run("data", "stats", "metallicity").stdout
