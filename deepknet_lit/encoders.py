@@ -19,8 +19,8 @@ from .diffraction import CU_KALPHA
 from .records import check_size
 
 # %% auto #0
-__all__ = ['ENCODERS', 'LOG_SPAN', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError', 'read_pattern',
-           'pattern_points', 'build_encoder', 'encoder_version']
+__all__ = ['ENCODERS', 'LOG_SPAN', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError', 'profile_lines',
+           'read_pattern', 'pattern_points', 'build_encoder', 'encoder_version']
 
 # %% ../nbs/19_encoders.ipynb #aad98a3f
 ENCODERS = ("none", "invariant", "powder")
@@ -102,10 +102,26 @@ class InvariantEncoder(nn.Module):
 class PatternError(ValueError):
     "A measured pattern that cannot be read; the message names the file and the reason."
 
+# %% ../nbs/19_encoders.ipynb #7d1e4b90
+def profile_lines(scan: np.ndarray,  # (m, 2): 2θ on a constant step, intensity
+                  min_prominence: float = 0.005,  # a peak's prominence: at least this fraction of the range ...
+                  min_snr: float = 4.0,  # ... and this many times the point-to-point noise
+                 ) -> np.ndarray:  # (k, 2): 2θ of each peak, its prominence (height above the local background)
+    "The peaks of a measured profile, smoothed over about one width of its strongest peak and kept above its noise."
+    from scipy.signal import find_peaks, peak_widths, savgol_filter
+    y = scan[:, 1]
+    fwhm = peak_widths(y, [int(np.argmax(y))], rel_height=0.5)[0][0]  # in steps
+    window = max(5, 2 * int(fwhm // 2) + 1)  # odd, about one peak width
+    smooth = savgol_filter(y, window, 2) if len(y) > window else y
+    noise = 1.4826 * np.median(np.abs(np.diff(y))) / np.sqrt(2)  # σ of one point, robust to the peaks
+    peaks, props = find_peaks(smooth, prominence=max(min_prominence * np.ptp(smooth), min_snr * noise))
+    return np.c_[scan[peaks, 0], props["prominences"]]
+
 # %% ../nbs/19_encoders.ipynb #ec635afa
 def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a profile or a peak list)
                  wavelength: float,  # Å, the measurement's wavelength
                  min_prominence: float = 0.005,  # profile peaks: prominence as a fraction of the intensity range
+                 min_snr: float = 4.0,  # profile peaks: prominence in units of the counting noise
                 ) -> np.ndarray:  # (m, 2): |g| in Å⁻¹, intensity relative to the strongest line, by |g|
     "The lines of a measured powder pattern as (|g|, I / I_max)."
     path = Path(path)
@@ -127,9 +143,7 @@ def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a pr
     a = a[np.argsort(a[:, 0], kind="stable")]
     steps = np.diff(a[:, 0])
     if len(a) >= 100 and (steps > 0).all() and steps.max() < 5 * np.median(steps):  # a scan with a constant step
-        from scipy.signal import find_peaks
-        peaks, props = find_peaks(a[:, 1], prominence=min_prominence * np.ptp(a[:, 1]))
-        a = np.c_[a[peaks, 0], props["prominences"]]
+        a = profile_lines(a, min_prominence, min_snr)
     a = a[a[:, 1] > 0]
     if len(a) < 3: raise PatternError(f"{path}: {len(a)} lines with intensity > 0; a pattern needs at least 3")
     s = 2 * np.sin(np.radians(a[:, 0]) / 2) / wavelength
