@@ -81,7 +81,7 @@ def _data_featurize(a):
     return 0
 
 # %% ../nbs/13_cli.ipynb #6daf21ee
-_TRAIN_FLAGS = ("n", "probe", "cell", "perturbation", "epochs", "seed", "limit", "batch_size", "lr", "device", "split")
+_TRAIN_FLAGS = ("n", "probe", "cell", "perturbation", "epochs", "seed", "limit", "batch_size", "lr", "device", "split", "detection")
 
 def _train(a):
     from .train import ensure_fast_malloc, make_config, train
@@ -243,6 +243,9 @@ def _add_train_command(sub) -> None:
     t.add_argument("--model", choices=["pointnet", "invariant", "powder"], default=None,
                    help="pointnet: the paper's network on the 3D points (default); invariant: rotation-invariant "
                    "descriptors first; powder: the orientation-averaged powder pattern (deepknet_lit.encoders)")
+    t.add_argument("--detection", type=float, default=None, metavar="LIMIT",
+                   help="with --model powder: train on the lines above a detection limit drawn per material, log-uniform "
+                   "from 1e-4 up to LIMIT of the strongest line (0.05 suits measured patterns; default: every line)")
     t.add_argument("--source", default=None, help="the dataset the task reads its labels and structures from: 'mp' "
                    "(live Materials Project, after `deepknet data fetch mp`), a registry or an imported dataset")
     t.add_argument("--device", default=None, help="cpu, cuda or auto")

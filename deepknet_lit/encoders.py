@@ -19,8 +19,9 @@ from .diffraction import CU_KALPHA
 from .records import check_size
 
 # %% auto #0
-__all__ = ['ENCODERS', 'LOG_SPAN', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError', 'profile_lines',
-           'read_pattern', 'pattern_points', 'build_encoder', 'encoder_version']
+__all__ = ['ENCODERS', 'LOG_SPAN', 'DETECTION_FLOOR', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError',
+           'profile_lines', 'read_pattern', 'pattern_points', 'above_detection', 'random_detection', 'build_encoder',
+           'encoder_version']
 
 # %% ../nbs/19_encoders.ipynb #aad98a3f
 ENCODERS = ("none", "invariant", "powder")
@@ -159,6 +160,29 @@ def pattern_points(lines: np.ndarray,  # (m, 2) from `read_pattern`
     pts = np.c_[keep[:, 0], It]
     pts = np.r_[pts, np.repeat(pts[:1], n - len(pts), axis=0)]
     return torch.tensor(pts, dtype=torch.float32)[None]
+
+# %% ../nbs/19_encoders.ipynb #5e0b7d42
+DETECTION_FLOOR = 1e-4  # the most sensitive detection limit (relative to the strongest line) training draws
+
+def above_detection(z: torch.Tensor,  # (B, n, 2) powder points [|g|, Ĩ], the powder encoder's output
+                    limit,  # detection limit relative to the strongest line: a float or one per material (B,); 0 keeps all
+                   ) -> torch.Tensor:  # (B, n, 2)
+    "The powder points an instrument with this detection limit records: weaker lines become copies of the strongest."
+    limit = torch.as_tensor(limit, dtype=torch.float64, device=z.device).reshape(-1, 1).expand(len(z), 1)
+    cut = (1 + torch.log(limit.clamp_min(1e-300)) / LOG_SPAN).to(z.dtype)  # (B, 1) the Ĩ of a line at the limit
+    best = z[..., 1].argmax(dim=1, keepdim=True)
+    strongest = z.gather(1, best[..., None].expand(-1, -1, z.shape[-1]))
+    return torch.where((z[..., 1] < cut)[..., None], strongest, z)
+
+def random_detection(batch: int,  # materials
+                     upper: float,  # the least sensitive limit drawn
+                     generator: torch.Generator | None = None,  # seeds the draw (training: the epoch's generator)
+                    ) -> torch.Tensor:  # (batch,) float64 limits
+    "Detection limits drawn log-uniformly between `DETECTION_FLOOR` and `upper`, one per material."
+    if not DETECTION_FLOOR < upper < 1: raise ValueError(f"the upper detection limit must lie in ({DETECTION_FLOOR}, 1), got {upper}")
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return torch.exp(math.log(DETECTION_FLOOR) + u * (math.log(upper) - math.log(DETECTION_FLOOR)))
+
 
 # %% ../nbs/19_encoders.ipynb #ef190114
 def build_encoder(name: str,  # one of ENCODERS

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 import deepknet_lit
@@ -19,23 +20,24 @@ from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import FEATURIZER_VERSION, miller_indices
-from .encoders import encoder_version
+from .encoders import above_detection, encoder_version
 from .tasks import (
     REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
-from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, make_config, regression_data, split_indices, train
-from .evaluate import bootstrap_values_ci, evaluate_probs, evaluate_values
+from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, regression_data, split_indices, train
+from .evaluate import bootstrap_ci, bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
 
 # %% auto #0
 __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS',
-           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'SCHEDULE_SWEEP', 'ENCODER_MODELS', 'ROTATED_TASKS',
-           'PRETRAINED', 'book_profile', 'parse_list', 'results_dir', 'config_key', 'summarize', 'verdict', 'data_note',
-           'compare', 'comparison_table', 'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table',
-           'select_points', 'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials',
-           'training_allowed', 'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid',
-           'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown',
-           'compute_left', 'cached']
+           'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'SCHEDULE_SWEEP', 'ENCODER_MODELS', 'DETECTION_LIMITS',
+           'DETECTION_TRAINED', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile', 'parse_list', 'results_dir',
+           'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows',
+           'load_rows', 'beats', 'opening', 'target_table', 'select_points', 'experiment_config', 'experiment_task',
+           'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash', 'experiment_key',
+           'run_experiment', 'parity_points', 'run_grid', 'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3',
+           'is_perovskite_like', 'perovskite_ids', 'plan', 'beyond_the_paper', 'job_tier', 'run_job', 'stored',
+           'missing', 'matches', 'run_missing', 'pooling_slowdown', 'detection_model', 'compute_left', 'cached',
+           'detection_curve']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -583,6 +585,7 @@ def perovskite_ids(task: str = "metallicity") -> list:
 
 def _net(**kw): return dict(kind="pointnet", **kw)
 def _base(**kw): return dict(kind="baseline", **kw)
+def _detection(**kw): return dict(kind="detection", **kw)  # a powder model's test at each detection limit (`detection_curve`)
 
 # %% ../nbs/12_experiments.ipynb #157898ea
 def plan(profile: str = "full") -> list:
@@ -614,6 +617,8 @@ def plan(profile: str = "full") -> list:
     return sorted(jobs, key=lambda j: (job_tier(j), j["seed"]))  # stable within a tier
 
 ENCODER_MODELS = ("invariant", "powder")  # deepknet_lit.encoders, in front of the same PointNet
+DETECTION_LIMITS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2, 0.1)  # powder models tested at these, relative to the strongest line (0: every line)
+DETECTION_TRAINED = 0.05  # TrainConfig.detection of the powder model trained for measured patterns (`detection_curve`)
 ROTATED_TASKS = {"crystal_system": dict(n=3, perturbation="no_intensity"),  # Sec. III A's settings, under any rotation
                  "trigonal_hexagonal": TRIGONAL_SETTINGS["n3_no_intensity"]}
 
@@ -622,11 +627,14 @@ def beyond_the_paper(seeds: list,  # the profile's seeds
                      tasks_: list,  # classification tasks for the encoders (and their regression targets)
                      rotated=tuple(ROTATED_TASKS),  # symmetry tasks trained under any rotation
                     ) -> list:
-    "The jobs of the chapter 'Beyond the paper': regression targets, the two encoders, crystal systems under any rotation."
+    """The jobs of the chapter 'Beyond the paper': regression targets, the two encoders (the powder one also trained for
+    measured patterns, and both powder models tested at each detection limit), crystal systems under any rotation."""
     reg = [t for t, s in REGRESSION_TASKS.items() if s.base in tasks_]
     jobs = [_net(task=t, n=343, seed=s) for s in seeds for t in reg]
     jobs += [_base(task=t, model=m, seed=s) for m in ("majority", "xgboost") for s in seeds for t in reg]
     jobs += [_net(task=t, n=343, seed=s, encoder=e) for e in ENCODER_MODELS for s in seeds for t in tasks_]
+    jobs += [_net(task=t, n=343, seed=s, encoder="powder", detection=DETECTION_TRAINED) for s in seeds for t in tasks_]
+    jobs += [_detection(task=t, seed=s, **d) for d in ({}, {"detection": DETECTION_TRAINED}) for s in seeds for t in tasks_]
     for task in rotated:
         kw = ROTATED_TASKS[task]
         jobs += [_net(task=task, cell="conventional", seed=s, rotation="so3", **kw) for s in seeds]       # PointNet, any rotation
@@ -658,6 +666,7 @@ def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and
     "Run (or load) one job of `plan`."
     kw = {k: v for k, v in job.items() if k != "kind"}
     if job["kind"] == "baseline": return run_baseline(profile=profile, progress=progress, **kw)
+    if job["kind"] == "detection": return detection_curve(profile=profile, progress=progress, **kw)
     if kw.get("exclude") == "perovskites": kw["exclude"] = perovskite_ids(kw["task"])
     return run_experiment(profile=profile, progress=progress, **kw)
 
@@ -690,7 +699,7 @@ def run_missing(profile: str = "full", log=print,
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
         try:
             r = run_job(job, profile)
-            t = r["test"]
+            t = r["test"] if "test" in r else {"roc_auc": r["result"]["roc_auc"][-1], "accuracy": r["result"]["accuracy"][-1]}
             shown = f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
                     f"ROC-AUC {t.get('roc_auc', math.nan):.4f}, accuracy {t.get('accuracy', math.nan):.4f}"
             log(f"    test {shown}, {time.time() - t0:.0f} s")
@@ -710,6 +719,10 @@ def pooling_slowdown(job: dict, path=None) -> float:
     except (OSError, ValueError, KeyError, TypeError): return math.nan
 
 _SCALED_BASES = ("other tasks' runs × epoch-cost ratio", "other tasks' runs × training-set size")  # best first
+
+def detection_model(job: dict) -> dict:
+    "The powder-model job a detection job evaluates."
+    return _net(task=job["task"], n=343, seed=job["seed"], encoder="powder", **({"detection": job["detection"]} if job.get("detection") else {}))
 
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_layers", "mlp", "head", "epochs", "cell",
               "rotation")  # what sets a job's cost
@@ -744,6 +757,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         if sizes.get(mine) and t in sizes: return s * sizes[mine] / sizes[t], _SCALED_BASES[1]
         return None
     def estimate(j):
+        if j["kind"] == "detection":  # an evaluation of a powder model: minutes, unless that model has not trained yet
+            net = detection_model(j)
+            return (estimate(net)[0], "its powder model's training") if net in todo else (60.0, "an evaluation")
         if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
         if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
             return float(np.median(costs[sig(j, _COST_KEYS)])) * j["train_fraction"], "full-size runs × share"
@@ -776,3 +792,42 @@ def cached(profile: str,  # results folder (see `results_dir`)
     result = {"key": key, "kind": kind, "params": params, "result": compute()}
     write_json(result, path)
     return json.loads(path.read_text())
+
+# %% ../nbs/12_experiments.ipynb #9b3f6e21
+def detection_curve(task: str,  # a classification task
+                    seed: int = 0,  # the run's seed
+                    detection: float = 0.0,  # the powder model's TrainConfig.detection (0: trained on every line)
+                    profile: str = "quick",  # "quick", "full" or "gpu"
+                    limits=DETECTION_LIMITS,  # detection limits to test at
+                    progress: bool = True,  # progress bars (when the model must be trained)
+                   ) -> dict | None:  # `cached`'s record: result has limits, roc_auc, roc_auc_ci, accuracy, median_lines
+    "The test metrics of a powder model when only the lines above each detection limit are seen (None: missing)."
+    if is_regression(task): raise ValueError(f"{task!r} is a regression target; detection curves are for classification tasks")
+    over = dict(encoder="powder", detection=detection or None)
+    config = experiment_config(task, 343, seed=seed, profile=profile, **over)
+    key = experiment_key(config, [], experiment_task(config))
+    def compute():
+        run_dir = cache_root() / "runs" / profile / key
+        record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
+        if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
+            record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
+        model, _ = load_model(run_dir)
+        store = experiment_store(config, progress=False)
+        test = split_indices(store, config, experiment_task(config))["test"]
+        x, y = np.asarray(store.features)[np.sort(test)], np.asarray(store.y)[np.sort(test)]
+        with torch.no_grad():
+            z = torch.cat([model.encoder(torch.as_tensor(x[i:i + 256], dtype=torch.float32)) for i in range(0, len(x), 256)])
+            out = {k: [] for k in ("roc_auc", "roc_auc_ci", "accuracy", "median_lines")}
+            for limit in limits:
+                seen = above_detection(z, limit)
+                probs = torch.cat([torch.softmax(model(seen[i:i + 256], encoded=True), -1) for i in range(0, len(seen), 256)]).numpy()
+                m = evaluate_probs(y, probs, list(store.classes))
+                g = np.sort(seen[..., 0].numpy(), axis=1)
+                out["roc_auc"].append(m["roc_auc"]); out["accuracy"].append(m["accuracy"])
+                out["roc_auc_ci"].append(list(bootstrap_ci(y, probs, n_boot=500, seed=config.eval_seed)))
+                out["median_lines"].append(float(np.median(1 + (np.diff(g, axis=1) > 1e-6 * g[:, 1:]).sum(1))))
+        if record["test_hash"] != split_hash(store.ids[i] for i in test):
+            raise RuntimeError(f"{task}, seed {seed}: the detection test set differs from the run's")
+        return dict(limits=list(limits), n_test=len(test), split_hash=record["split_hash"], run=key, **out)
+    return cached(profile, "detection", {"run": key, "limits": list(limits)}, compute)
+

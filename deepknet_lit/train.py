@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .augment import augment, in_dim_for, perturb, resolve_rotation
 from .evaluate import (evaluate_probs, predict_probs, predict_outputs, bootstrap_ci, evaluate_values,
                                    bootstrap_values_ci, write_json, jsonable)
-from .encoders import ENCODERS
+from .encoders import ENCODERS, above_detection, random_detection
 from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
@@ -69,7 +69,7 @@ def ensure_fast_malloc(
     return False
 
 # %% ../nbs/07_train.ipynb #d4280077
-LATER_FIELDS = {"encoder": "none", "train_fraction": 1.0}  # fields added after results were keyed, and their defaults (left out of to_dict)
+LATER_FIELDS = {"encoder": "none", "train_fraction": 1.0, "detection": 0.0}  # fields added after results were keyed, and their defaults (left out of to_dict)
 
 @dataclass
 class TrainConfig:
@@ -101,6 +101,7 @@ class TrainConfig:
     attention_layers: int = 2           # self-attention blocks (pooling="attention")
     attention_heads: int = 4            # heads per block
     encoder: str = "none"               # "none" (the paper's PointNet on raw points), "invariant" or "powder" (deepknet_lit.encoders)
+    detection: float = 0.0              # powder encoder: train on the lines above a detection limit drawn per material and step, log-uniform up to this (0: every line)
     # optimisation
     seed: int = 0                       # split, init, augmentation seed
     epochs: int = 100                   # maximum epochs
@@ -128,6 +129,9 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         resolve_rotation(self.rotation, self.max_angle, self.task)
+        if self.detection and (self.encoder != "powder" or in_dim_for(self.perturbation) != 4 or not 0 < self.detection < 1):
+            raise ValueError(f"detection={self.detection}: a detection limit in (0, 1) needs encoder='powder' and intensities "
+                             f"(got encoder={self.encoder!r}, perturbation={self.perturbation!r})")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) < 0:
@@ -440,9 +444,11 @@ def _train_epoch(model, opt, features, y, rows, config, epoch, rank, world, devi
             continue
         xb = _batch(features, idx).to(device)
         if not encoded: xb = augment(xb, gen, mode, angle, config.shuffle_points, config.perturbation)
+        if config.detection:  # the lines an instrument with a random detection limit records
+            xb = above_detection(xb if encoded else model.encoder(xb), random_detection(len(idx), config.detection, gen))
         yb = torch.from_numpy(y[idx]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            out = (model(xb, encoded=True) if encoded else model(xb)).float()
+            out = (model(xb, encoded=True) if encoded or config.detection else model(xb)).float()
             loss = loss_fn(out[:, 0] if regression else out, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -99,3 +99,27 @@ def test_cli_trains_each_encoder_in_the_quick_profile(model, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["encoder"] == model and 0.5 < metrics["test"]["roc_auc"] <= 1.0
+
+
+def test_powder_models_train_on_the_lines_above_a_random_detection_limit(tmp_path):
+    "TrainConfig.detection needs the powder encoder and intensities, keeps earlier keys, and changes what is learned."
+    assert "detection" not in TrainConfig(encoder="powder").to_dict()
+    assert TrainConfig(encoder="powder", detection=0.05).to_dict()["detection"] == 0.05
+    for bad in (dict(detection=0.05), dict(encoder="invariant", detection=0.05), dict(encoder="powder", detection=1.5),
+                dict(encoder="powder", perturbation="no_intensity", detection=0.05)):
+        with pytest.raises(ValueError, match="detection"):
+            TrainConfig(**bad)
+    x = point_clouds(crystals(), max_index=1, progress=False)
+    store = ArrayStore(x.features, np.arange(len(x.ids)) % 2, list(x.ids), ["a", "b"])
+    weights = {}
+    for d in (0.0, 0.05):
+        cfg = TrainConfig(max_index=1, point_set="cube", mlp=(8, 16), head=(8,), epochs=2, batch_size=4, device="cpu",
+                          encoder="powder", num_threads=1, detection=d)
+        train(cfg, tmp_path / f"d{d}", store=store, progress=False)
+        model, config = load_model(tmp_path / f"d{d}")
+        assert config.detection == d
+        weights[d] = model.state_dict()
+    assert any(not torch.equal(weights[0.0][k], weights[0.05][k]) for k in weights[0.0] if weights[0.0][k].is_floating_point())
+    done = subprocess.run([DEEPKNET, "train", "--task", "bulk_modulus", "--model", "invariant", "--detection", "0.05",
+                           "--out", str(tmp_path / "refused")], capture_output=True, text=True)
+    assert done.returncode == 2 and "detection" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
