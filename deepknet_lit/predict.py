@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -245,6 +246,10 @@ def predict_powder(
     if model.hparams.get("encoder") != "powder":
         raise ValueError(f"{model_dir}: this model reads 3D point clouds, not powder patterns; "
                          "train one on powder patterns with `deepknet train --model powder`")
+    if not _cfg(config).get("detection"):
+        warnings.warn(f"{model_dir}: this powder model was trained on every line, down to far below what a diffractometer "
+                      "records; a measured pattern lacks the lines under its detection limit, which costs skill (the book's "
+                      "chapter 'Beyond the paper' measures how much); a model trained with `--detection 0.05` has seen such patterns")
     s = featurize_settings(config)
     n = point_set_size(s["point_set"], s["max_index"])
     names, target = class_names(config, _n_outputs(model)), _cfg(config).get("target")

@@ -67,7 +67,8 @@ def test_measured_patterns_are_predicted_by_a_powder_model(tmp_path):
     p = XRDCalculator(wavelength=1.5406).get_pattern(cscl)
     (tmp_path / "cscl.xy").write_text("\n".join(f"{t} {i}" for t, i in zip(p.x, p.y)))
     (tmp_path / "empty.xy").write_text("# nothing measured\n")
-    t = predict_powder(tmp_path / "powder", [tmp_path / "cscl.xy", tmp_path / "empty.xy"], wavelength=1.5406)
+    with pytest.warns(UserWarning, match="trained on every line"):  # a measured pattern lacks the weak lines
+        t = predict_powder(tmp_path / "powder", [tmp_path / "cscl.xy", tmp_path / "empty.xy"], wavelength=1.5406)
     assert t.error.isna().tolist() == [True, False] and "at least 3" in t.error[1]
     assert t.n_lines[0] == len(p.x) and math.isclose(t.p_a[0] + t.p_b[0], 1.0, rel_tol=1e-6)
     with pytest.raises(ValueError, match="--model powder"):
@@ -119,6 +120,13 @@ def test_powder_models_train_on_the_lines_above_a_random_detection_limit(tmp_pat
         model, config = load_model(tmp_path / f"d{d}")
         assert config.detection == d
         weights[d] = model.state_dict()
+    cscl = Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [.5, .5, .5]])
+    p = XRDCalculator(wavelength=1.5406).get_pattern(cscl)
+    (tmp_path / "cscl.xy").write_text("\n".join(f"{t} {i}" for t, i in zip(p.x, p.y)))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model trained for detection limits predicts measured patterns without a warning
+        assert predict_powder(tmp_path / "d0.05", [tmp_path / "cscl.xy"], wavelength=1.5406).error.isna().all()
     assert any(not torch.equal(weights[0.0][k], weights[0.05][k]) for k in weights[0.0] if weights[0.0][k].is_floating_point())
     done = subprocess.run([DEEPKNET, "train", "--task", "bulk_modulus", "--model", "invariant", "--detection", "0.05",
                            "--out", str(tmp_path / "refused")], capture_output=True, text=True)
