@@ -810,7 +810,10 @@ def detection_curve(task: str,  # a classification task
         run_dir = cache_root() / "runs" / profile / key
         record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
         if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
+            path = results_dir(profile) / task / f"{key}.json"
+            first = path.read_text()
             record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
+            if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
         model, _ = load_model(run_dir)
         store = experiment_store(config, progress=False)
         test = split_indices(store, config, experiment_task(config))["test"]
