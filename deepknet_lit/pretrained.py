@@ -172,7 +172,8 @@ def export_model(run_dir,  # a run directory written by `deepknet_lit.train.trai
                      "perturbation": config["perturbation"], "rotation": config["rotation"], "mlp": config["mlp"],
                      "head": config["head"], "epochs": config["epochs"], "best_epoch": metrics.get("best_epoch"),
                      "batch_size": config["batch_size"], "lr": config["lr"], "seed": config["seed"],
-                     "n_parameters": metrics.get("n_parameters")},
+                     "n_parameters": metrics.get("n_parameters"), "encoder": config.get("encoder", "none"),
+                     "detection": config.get("detection", 0.0)},
         "versions": {"package": deepknet_lit.__version__, "featurizer": FEATURIZER_VERSION,
                      "training": TRAINING_VERSION},
         "licence": {"weights": "Apache-2.0 (as deepknet-lit)",
@@ -216,7 +217,11 @@ def card_text(name: str) -> str:
              f"- **Test**: ROC-AUC {t.get('roc_auc', float('nan')):.3f} (95 % CI {_ci(t) or 'n/a'}), accuracy "
              f"{t.get('accuracy', float('nan')):.3f}, balanced accuracy {t.get('balanced_accuracy', float('nan')):.3f}; "
              f"paper: {paper}",
-             f"- **Network**: PointNet {tr['mlp']} → {tr['head']}, {tr['n_parameters']} parameters; n = {tr['n']} "
+             f"- **Network**: PointNet {tr['mlp']} → {tr['head']}, {tr['n_parameters']} parameters"
+             + {"none": "", "invariant": ", on rotation-invariant descriptors",
+                "powder": ", on the powder pattern (`--powder` files)"}.get(tr.get("encoder", "none"), "")
+             + (f", trained on the lines above random detection limits up to {tr['detection']:g}" if tr.get("detection") else "")
+             + f"; n = {tr['n']} "
              f"{tr['probe']} points, {tr['cell']} cell, {tr['perturbation']}, rotations {tr['rotation']}; best epoch "
              f"{tr['best_epoch']} of {tr['epochs']}",
              f"- **Versions**: featurizer {c['versions']['featurizer']}, training {c['versions']['training']}, "

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/export_models.py                 # every task whose result is committed
     .venv/bin/python scripts/export_models.py metallicity     # only these
 
-Each model is the run of `experiments.PRETRAINED[task]` (the paper's setting for the task) whose result is committed
+Each model is the run of `experiments.PRETRAINED[name]` (the paper's setting for each task; metallicity_powder reads
+measured powder patterns) whose result is committed
 under book/results/full/; its weights come from the run folder under $DEEPKNET_CACHE/runs/full/ (so export on the
 machine that trained it). Never trains: a task without a result is reported and skipped."""
 import argparse
@@ -12,19 +13,21 @@ import os
 from deepknet_lit.experiments import PRETRAINED, TRAIN_ENV, experiment_config, experiment_task, run_experiment
 from deepknet_lit.paper import paper_figures
 from deepknet_lit.pretrained import export_model, models_dir
+from deepknet_lit.registry import cache_root
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tasks", nargs="*", default=list(PRETRAINED))
     a = p.parse_args()
     os.environ[TRAIN_ENV] = "0"
-    for task in a.tasks:
-        job = PRETRAINED[task]
+    for name in a.tasks:
+        job = dict(PRETRAINED[name]); task = job.pop("task", name)  # a model named after its task unless it says otherwise
         record = run_experiment(task, profile="full", progress=False, **job)
         if record is None:
-            print(f"{task}: no committed full-profile result for {job}: run scripts/full_queue.py first"); continue
+            print(f"{name}: no committed full-profile result for {task}, {job}: run scripts/full_queue.py first"); continue
         config = experiment_config(task, profile="full", **job)
-        out = export_model(record["run_dir"], experiment_task(config), name=task, paper=paper_figures(task, **job),
+        paper = {} if job.get("encoder") else paper_figures(task, **job)  # the paper trained no encoder
+        out = export_model(cache_root() / "runs" / "full" / record["key"], experiment_task(config), name=name, paper=paper,
                            extra={"result": {"profile": "full", "key": record["key"], "seconds": record["seconds"]}})
-        print(f"{task}: {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1024:.0f} kB)")
+        print(f"{name}: {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1024:.0f} kB)")
     print(f"models in {models_dir()}")
