@@ -19,8 +19,8 @@ from .evaluate import write_json
 from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
-from .diffraction import FEATURIZER_VERSION, miller_indices
-from .encoders import above_detection, encoder_version
+from .diffraction import CU_KALPHA, FEATURIZER_VERSION, miller_indices
+from .encoders import above_detection, encoder_version, pattern_points
 from .tasks import (
     REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
 from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, regression_data, split_indices, train
@@ -30,14 +30,14 @@ from .baselines import fit_baseline, fit_regressor
 # %% auto #0
 __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAIN_ENV', 'BASELINES', 'SMALL_TASKS',
            'HYPERPARAMETER_VARIANTS', 'NETWORK_SWEEP', 'SCHEDULE_SWEEP', 'ENCODER_MODELS', 'DETECTION_LIMITS',
-           'DETECTION_TRAINED', 'ROTATED_TASKS', 'PRETRAINED', 'book_profile', 'parse_list', 'results_dir',
-           'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table', 'show_table', 'save_rows',
-           'load_rows', 'beats', 'opening', 'target_table', 'select_points', 'experiment_config', 'experiment_task',
-           'experiment_store', 'drop_materials', 'training_allowed', 'task_split_hash', 'experiment_key',
-           'run_experiment', 'parity_points', 'run_grid', 'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3',
-           'is_perovskite_like', 'perovskite_ids', 'plan', 'beyond_the_paper', 'job_tier', 'run_job', 'stored',
-           'missing', 'matches', 'run_missing', 'pooling_slowdown', 'detection_model', 'compute_left', 'cached',
-           'detection_curve']
+           'DETECTION_TRAINED', 'ROTATED_TASKS', 'PRETRAINED', 'MEASURED_RANGE', 'book_profile', 'parse_list',
+           'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
+           'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table', 'select_points',
+           'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed',
+           'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid', 'learning_curve',
+           'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan', 'beyond_the_paper',
+           'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown', 'detection_models',
+           'compute_left', 'cached', 'detection_curve', 'measured_curve']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -586,6 +586,7 @@ def perovskite_ids(task: str = "metallicity") -> list:
 def _net(**kw): return dict(kind="pointnet", **kw)
 def _base(**kw): return dict(kind="baseline", **kw)
 def _detection(**kw): return dict(kind="detection", **kw)  # a powder model's test at each detection limit (`detection_curve`)
+def _measured(**kw): return dict(kind="measured", **kw)  # both powder models on diffractometer patterns (`measured_curve`)
 
 # %% ../nbs/12_experiments.ipynb #157898ea
 def plan(profile: str = "full") -> list:
@@ -635,6 +636,7 @@ def beyond_the_paper(seeds: list,  # the profile's seeds
     jobs += [_net(task=t, n=343, seed=s, encoder=e) for e in ENCODER_MODELS for s in seeds for t in tasks_]
     jobs += [_net(task=t, n=343, seed=s, encoder="powder", detection=DETECTION_TRAINED) for s in seeds for t in tasks_]
     jobs += [_detection(task=t, seed=s, **d) for d in ({}, {"detection": DETECTION_TRAINED}) for s in seeds for t in tasks_]
+    jobs += [_measured(task=t, seed=s) for s in seeds for t in tasks_]
     for task in rotated:
         kw = ROTATED_TASKS[task]
         jobs += [_net(task=task, cell="conventional", seed=s, rotation="so3", **kw) for s in seeds]       # PointNet, any rotation
@@ -653,9 +655,12 @@ def job_tier(job: dict) -> int:
     headline = job.get("n") == 343 and job.get("perturbation") == "phi1" and len(job) == 5
     return 1 if headline else 2
 
-PRETRAINED = {  # the run shipped as each task's pretrained model (scripts/export_models.py): the paper's setting, seed 0
+PRETRAINED = {  # the run shipped as each pretrained model (scripts/export_models.py): the paper's setting of each task, seed 0
     **{t: dict(n=343, perturbation="phi1", seed=0) for t in ("metallicity", "bulk_modulus", "shear_modulus", "stability")},
     "crystal_system": dict(n=3, perturbation="no_intensity", cell="conventional", seed=0),  # Sec. III A
+    # for measured powder patterns (`deepknet predict --model metallicity_powder --powder scan.xy --wavelength 1.5406`):
+    # chapter 11's powder model trained through random detection limits; "task" names its data when the name does not
+    "metallicity_powder": dict(task="metallicity", n=343, seed=0, encoder="powder", detection=DETECTION_TRAINED),
 }
 
 # %% ../nbs/12_experiments.ipynb #0110e4d5
@@ -667,6 +672,7 @@ def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and
     kw = {k: v for k, v in job.items() if k != "kind"}
     if job["kind"] == "baseline": return run_baseline(profile=profile, progress=progress, **kw)
     if job["kind"] == "detection": return detection_curve(profile=profile, progress=progress, **kw)
+    if job["kind"] == "measured": return measured_curve(profile=profile, progress=progress, **kw)
     if kw.get("exclude") == "perovskites": kw["exclude"] = perovskite_ids(kw["task"])
     return run_experiment(profile=profile, progress=progress, **kw)
 
@@ -699,8 +705,8 @@ def run_missing(profile: str = "full", log=print,
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
         try:
             r = run_job(job, profile)
-            t = r["test"] if "test" in r else {"roc_auc": r["result"]["roc_auc"][-1], "accuracy": r["result"]["accuracy"][-1]}
-            shown = f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
+            t = r.get("test") or {}  # a curve (detection, measured) has no single test result
+            shown = "its curve" if not t else f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
                     f"ROC-AUC {t.get('roc_auc', math.nan):.4f}, accuracy {t.get('accuracy', math.nan):.4f}"
             log(f"    test {shown}, {time.time() - t0:.0f} s")
         except Exception as e:  # one bad job does not stop the queue; it stays missing and is retried next time
@@ -720,9 +726,10 @@ def pooling_slowdown(job: dict, path=None) -> float:
 
 _SCALED_BASES = ("other tasks' runs × epoch-cost ratio", "other tasks' runs × training-set size")  # best first
 
-def detection_model(job: dict) -> dict:
-    "The powder-model job a detection job evaluates."
-    return _net(task=job["task"], n=343, seed=job["seed"], encoder="powder", **({"detection": job["detection"]} if job.get("detection") else {}))
+def detection_models(job: dict) -> list:
+    "The powder-model jobs a detection job (one model) or a measured job (both) evaluates."
+    ds = [0.0, DETECTION_TRAINED] if job["kind"] == "measured" else [job.get("detection", 0.0)]
+    return [_net(task=job["task"], n=343, seed=job["seed"], encoder="powder", **({"detection": d} if d else {})) for d in ds]
 
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_layers", "mlp", "head", "epochs", "cell",
               "rotation")  # what sets a job's cost
@@ -757,9 +764,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         if sizes.get(mine) and t in sizes: return s * sizes[mine] / sizes[t], _SCALED_BASES[1]
         return None
     def estimate(j):
-        if j["kind"] == "detection":  # an evaluation of a powder model: minutes, unless that model has not trained yet
-            net = detection_model(j)
-            return (estimate(net)[0], "its powder model's training") if net in todo else (60.0, "an evaluation")
+        if j["kind"] in ("detection", "measured"):  # an evaluation of powder models: minutes, unless one has not trained yet
+            nets = [n for n in detection_models(j) if n in todo]
+            return (sum(estimate(n)[0] for n in nets), "its powder models' training") if nets else (60.0, "an evaluation")
         if sig(j) in seeds: return float(np.median(seeds[sig(j)])), "other seeds"
         if "train_fraction" in j and sig(j, _COST_KEYS) in costs:
             return float(np.median(costs[sig(j, _COST_KEYS)])) * j["train_fraction"], "full-size runs × share"
@@ -794,6 +801,24 @@ def cached(profile: str,  # results folder (see `results_dir`)
     return json.loads(path.read_text())
 
 # %% ../nbs/12_experiments.ipynb #9b3f6e21
+def _powder_run(task, seed, detection, profile, progress):
+    "(model, config, record, key) of a powder model, trained first when its result or its checkpoint is missing here."
+    over = dict(encoder="powder", detection=detection or None)
+    config = experiment_config(task, 343, seed=seed, profile=profile, **over)
+    key = experiment_key(config, [], experiment_task(config))
+    run_dir = cache_root() / "runs" / profile / key
+    record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
+    if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
+        path = results_dir(profile) / task / f"{key}.json"
+        first = path.read_text()
+        record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
+        if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
+    return load_model(run_dir)[0], config, record, key
+
+def _powder_key(task, seed, detection, profile) -> str:
+    config = experiment_config(task, 343, seed=seed, profile=profile, encoder="powder", detection=detection or None)
+    return experiment_key(config, [], experiment_task(config))
+
 def detection_curve(task: str,  # a classification task
                     seed: int = 0,  # the run's seed
                     detection: float = 0.0,  # the powder model's TrainConfig.detection (0: trained on every line)
@@ -803,18 +828,9 @@ def detection_curve(task: str,  # a classification task
                    ) -> dict | None:  # `cached`'s record: result has limits, roc_auc, roc_auc_ci, accuracy, median_lines
     "The test metrics of a powder model when only the lines above each detection limit are seen (None: missing)."
     if is_regression(task): raise ValueError(f"{task!r} is a regression target; detection curves are for classification tasks")
-    over = dict(encoder="powder", detection=detection or None)
-    config = experiment_config(task, 343, seed=seed, profile=profile, **over)
-    key = experiment_key(config, [], experiment_task(config))
+    key = _powder_key(task, seed, detection, profile)
     def compute():
-        run_dir = cache_root() / "runs" / profile / key
-        record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
-        if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
-            path = results_dir(profile) / task / f"{key}.json"
-            first = path.read_text()
-            record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
-            if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
-        model, _ = load_model(run_dir)
+        model, config, record, _ = _powder_run(task, seed, detection, profile, progress)
         store = experiment_store(config, progress=False)
         test = split_indices(store, config, experiment_task(config))["test"]
         x, y = np.asarray(store.features)[np.sort(test)], np.asarray(store.y)[np.sort(test)]
@@ -833,4 +849,48 @@ def detection_curve(task: str,  # a classification task
             raise RuntimeError(f"{task}, seed {seed}: the detection test set differs from the run's")
         return dict(limits=list(limits), n_test=len(test), split_hash=record["split_hash"], run=key, **out)
     return cached(profile, "detection", {"run": key, "limits": list(limits)}, compute)
+
+
+# %% ../nbs/12_experiments.ipynb #7a2b3c4d
+MEASURED_RANGE = (10.0, 90.0)  # 2θ (degrees) of the laboratory scan `measured_curve` simulates, Cu Kα1
+
+def measured_curve(task: str,  # a classification task
+                   seed: int = 0,  # the runs' seed
+                   profile: str = "quick",  # "quick", "full" or "gpu"
+                   limits=DETECTION_LIMITS,  # detection limits (relative to the strongest line; 0: every line pymatgen lists)
+                   two_theta=MEASURED_RANGE,  # the scan's 2θ range, degrees
+                   progress: bool = True,  # a bar over the test materials' patterns
+                  ) -> dict | None:  # `cached`'s record: result has limits, n_test, skipped, and per model roc_auc, accuracy, median_lines
+    "Both powder models (trained on every line, and for detection limits) on the test materials' diffractometer patterns."
+    if is_regression(task): raise ValueError(f"{task!r} is a regression target; measured curves are for classification tasks")
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from tqdm.auto import tqdm
+    models = {str(d): _powder_key(task, seed, d, profile) for d in (0.0, DETECTION_TRAINED)}
+    def compute():
+        runs = {d: _powder_run(task, seed, float(d), profile, progress) for d in models}
+        _, config, record, _ = runs["0.0"]
+        td, store = experiment_task(config), experiment_store(config, progress=False)
+        test = np.sort(split_indices(store, config, td)["test"])
+        where = {str(m): i for i, m in enumerate(td.ids)}
+        calc, pats, keep = XRDCalculator(wavelength=CU_KALPHA), [], []
+        for row in tqdm(test, desc=f"{task} patterns", disable=not progress):
+            try: p = calc.get_pattern(td.structure(where[str(store.ids[row])]), two_theta_range=tuple(two_theta))
+            except Exception: continue  # a structure pymatgen cannot diffract: counted in `skipped`
+            if len(p.x): pats.append(np.c_[2 * np.sin(np.radians(np.asarray(p.x)) / 2) / CU_KALPHA, np.asarray(p.y) / max(p.y)]); keep.append(row)
+        y, n = np.asarray(store.y)[keep], store.features.shape[1]
+        out = {}
+        for d, (model, *_rest) in runs.items():
+            res = {k: [] for k in ("roc_auc", "accuracy", "median_lines")}
+            for limit in limits:
+                seen = [a[a[:, 1] >= limit] for a in pats]
+                with torch.no_grad():
+                    x = torch.cat([pattern_points(a, n) for a in seen])
+                    probs = torch.cat([torch.softmax(model(x[i:i + 256], encoded=True), -1) for i in range(0, len(x), 256)]).numpy()
+                m = evaluate_probs(y, probs, list(store.classes))
+                res["roc_auc"].append(m["roc_auc"]); res["accuracy"].append(m["accuracy"])
+                res["median_lines"].append(float(np.median([len(a) for a in seen])))
+            out[d] = res
+        return dict(limits=list(limits), two_theta=list(two_theta), n_test=len(test), skipped=len(test) - len(keep),
+                    split_hash=record["split_hash"], models=out)
+    return cached(profile, "measured", {"runs": models, "limits": list(limits), "two_theta": list(two_theta)}, compute)
 

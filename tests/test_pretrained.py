@@ -209,3 +209,23 @@ def test_the_built_wheel_ships_the_models_and_predicts_from_anywhere(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     where, predicted, ok = json.loads(done.stdout.strip().splitlines()[-1])
     assert where.startswith(str(tmp_path / "site")) and predicted == "metal" and ok
+
+
+def test_the_shipped_powder_model_reads_a_measured_pattern(tmp_path):
+    "metallicity_powder: a 2θ/intensity file in, metal or insulator out, with no warning (it trained through detection limits)."
+    import warnings
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from deepknet_lit.predict import predict_powder
+    card = pretrained.model_card("metallicity_powder")
+    assert card["task"] == "metallicity" and card["training"]["encoder"] == "powder" and card["training"]["detection"] > 0
+    assert card["paper"] == {} and "powder pattern" in pretrained.card_text("metallicity_powder")
+    for name, s in (("nacl", nacl()), ("cu", cu())):
+        p = XRDCalculator(wavelength=1.5406).get_pattern(s)
+        (tmp_path / f"{name}.xy").write_text("\n".join(f"{t:.4f} {i:.3f}" for t, i in zip(p.x, p.y)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = predict_powder("metallicity_powder", [tmp_path / "nacl.xy", tmp_path / "cu.xy"], wavelength=1.5406)
+    assert t.error.isna().all() and set(t.predicted) <= set(card["classes"]) and np.allclose(t.filter(like="p_").sum(1), 1.0)
+    done = subprocess.run([DEEPKNET, "predict", "--model", "metallicity_powder", "--powder", str(tmp_path / "nacl.xy"),
+                           "--wavelength", "1.5406", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)[0]["predicted"] in card["classes"], done.stderr[-2000:]
