@@ -245,7 +245,7 @@ def _add_train_command(sub) -> None:
                    "descriptors first; powder: the orientation-averaged powder pattern (deepknet_lit.encoders)")
     t.add_argument("--detection", type=float, default=None, metavar="LIMIT",
                    help="with --model powder: train on the lines above a detection limit drawn per material, log-uniform "
-                   "from 1e-4 up to LIMIT of the strongest line (0.05 suits measured patterns; default: every line)")
+                   "from 1e-4 up to LIMIT of the strongest line (the book's chapter 11 uses 0.05; default: every line)")
     t.add_argument("--source", default=None, help="the dataset the task reads its labels and structures from: 'mp' "
                    "(live Materials Project, after `deepknet data fetch mp`), a registry or an imported dataset")
     t.add_argument("--device", default=None, help="cpu, cuda or auto")

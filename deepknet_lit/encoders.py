@@ -20,8 +20,8 @@ from .records import check_size
 
 # %% auto #0
 __all__ = ['ENCODERS', 'LOG_SPAN', 'DETECTION_FLOOR', 'lorentz_polarisation', 'PowderEncoder', 'InvariantEncoder', 'PatternError',
-           'profile_lines', 'read_pattern', 'pattern_points', 'above_detection', 'random_detection', 'build_encoder',
-           'encoder_version']
+           'profile_lines', 'read_pattern', 'pattern_lines', 'pattern_points', 'above_detection', 'random_detection',
+           'build_encoder', 'encoder_version']
 
 # %% ../nbs/19_encoders.ipynb #aad98a3f
 ENCODERS = ("none", "invariant", "powder")
@@ -147,8 +147,12 @@ def read_pattern(path,  # a two-column text file: 2θ (degrees), intensity (a pr
         a = profile_lines(a, min_prominence, min_snr)
     a = a[a[:, 1] > 0]
     if len(a) < 3: raise PatternError(f"{path}: {len(a)} lines with intensity > 0; a pattern needs at least 3")
-    s = 2 * np.sin(np.radians(a[:, 0]) / 2) / wavelength
-    return np.c_[s, a[:, 1] / a[:, 1].max()]
+    return pattern_lines(a[:, 0], a[:, 1], wavelength)
+
+def pattern_lines(two_theta, intensity, wavelength: float) -> np.ndarray:
+    "Lines at 2θ (degrees) as (|g| = 2 sin θ / λ in Å⁻¹, intensity relative to the strongest line)."
+    two_theta, intensity = np.asarray(two_theta, dtype=float), np.asarray(intensity, dtype=float)
+    return np.c_[2 * np.sin(np.radians(two_theta) / 2) / wavelength, intensity / intensity.max()]
 
 # %% ../nbs/19_encoders.ipynb #c912fa9d
 def pattern_points(lines: np.ndarray,  # (m, 2) from `read_pattern`

@@ -20,7 +20,7 @@ from .paper import PAPER, PAPER_GRID, TRIGONAL_SETTINGS
 from .registry import cache_root
 from .store import Store, build_store, task_fingerprint
 from .diffraction import CU_KALPHA, FEATURIZER_VERSION, miller_indices
-from .encoders import above_detection, encoder_version, pattern_points
+from .encoders import above_detection, encoder_version, pattern_lines, pattern_points
 from .tasks import (
     REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
 from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, regression_data, split_indices, train
@@ -801,11 +801,15 @@ def cached(profile: str,  # results folder (see `results_dir`)
     return json.loads(path.read_text())
 
 # %% ../nbs/12_experiments.ipynb #9b3f6e21
+def _powder_key(task, seed, detection, profile) -> tuple:
+    "(config, result key) of the powder model of `task` and `seed` trained with this `TrainConfig.detection`."
+    config = experiment_config(task, 343, seed=seed, profile=profile, encoder="powder", detection=detection or None)
+    return config, experiment_key(config, [], experiment_task(config))
+
 def _powder_run(task, seed, detection, profile, progress):
     "(model, config, record, key) of a powder model, trained first when its result or its checkpoint is missing here."
     over = dict(encoder="powder", detection=detection or None)
-    config = experiment_config(task, 343, seed=seed, profile=profile, **over)
-    key = experiment_key(config, [], experiment_task(config))
+    config, key = _powder_key(task, seed, detection, profile)
     run_dir = cache_root() / "runs" / profile / key
     record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
     if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
@@ -814,10 +818,6 @@ def _powder_run(task, seed, detection, profile, progress):
         record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
         if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
     return load_model(run_dir)[0], config, record, key
-
-def _powder_key(task, seed, detection, profile) -> str:
-    config = experiment_config(task, 343, seed=seed, profile=profile, encoder="powder", detection=detection or None)
-    return experiment_key(config, [], experiment_task(config))
 
 def detection_curve(task: str,  # a classification task
                     seed: int = 0,  # the run's seed
@@ -828,7 +828,7 @@ def detection_curve(task: str,  # a classification task
                    ) -> dict | None:  # `cached`'s record: result has limits, roc_auc, roc_auc_ci, accuracy, median_lines
     "The test metrics of a powder model when only the lines above each detection limit are seen (None: missing)."
     if is_regression(task): raise ValueError(f"{task!r} is a regression target; detection curves are for classification tasks")
-    key = _powder_key(task, seed, detection, profile)
+    _, key = _powder_key(task, seed, detection, profile)
     def compute():
         model, config, record, _ = _powder_run(task, seed, detection, profile, progress)
         store = experiment_store(config, progress=False)
@@ -865,7 +865,7 @@ def measured_curve(task: str,  # a classification task
     if is_regression(task): raise ValueError(f"{task!r} is a regression target; measured curves are for classification tasks")
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
     from tqdm.auto import tqdm
-    models = {str(d): _powder_key(task, seed, d, profile) for d in (0.0, DETECTION_TRAINED)}
+    models = {str(d): _powder_key(task, seed, d, profile)[1] for d in (0.0, DETECTION_TRAINED)}
     def compute():
         runs = {d: _powder_run(task, seed, float(d), profile, progress) for d in models}
         _, config, record, _ = runs["0.0"]
@@ -876,20 +876,18 @@ def measured_curve(task: str,  # a classification task
         for row in tqdm(test, desc=f"{task} patterns", disable=not progress):
             try: p = calc.get_pattern(td.structure(where[str(store.ids[row])]), two_theta_range=tuple(two_theta))
             except Exception: continue  # a structure pymatgen cannot diffract: counted in `skipped`
-            if len(p.x): pats.append(np.c_[2 * np.sin(np.radians(np.asarray(p.x)) / 2) / CU_KALPHA, np.asarray(p.y) / max(p.y)]); keep.append(row)
+            if len(p.x): pats.append(pattern_lines(p.x, p.y, CU_KALPHA)); keep.append(row)
         y, n = np.asarray(store.y)[keep], store.features.shape[1]
-        out = {}
-        for d, (model, *_rest) in runs.items():
-            res = {k: [] for k in ("roc_auc", "accuracy", "median_lines")}
-            for limit in limits:
-                seen = [a[a[:, 1] >= limit] for a in pats]
+        out = {d: {k: [] for k in ("roc_auc", "accuracy", "median_lines")} for d in runs}
+        for limit in limits:  # one set of points per limit, read by both models
+            seen = [a[a[:, 1] >= limit] for a in pats]
+            x = torch.cat([pattern_points(a, n) for a in seen])
+            for d, (model, *_rest) in runs.items():
                 with torch.no_grad():
-                    x = torch.cat([pattern_points(a, n) for a in seen])
                     probs = torch.cat([torch.softmax(model(x[i:i + 256], encoded=True), -1) for i in range(0, len(x), 256)]).numpy()
                 m = evaluate_probs(y, probs, list(store.classes))
-                res["roc_auc"].append(m["roc_auc"]); res["accuracy"].append(m["accuracy"])
-                res["median_lines"].append(float(np.median([len(a) for a in seen])))
-            out[d] = res
+                out[d]["roc_auc"].append(m["roc_auc"]); out[d]["accuracy"].append(m["accuracy"])
+                out[d]["median_lines"].append(float(np.median([len(a) for a in seen])))
         return dict(limits=list(limits), two_theta=list(two_theta), n_test=len(test), skipped=len(test) - len(keep),
                     split_hash=record["split_hash"], models=out)
     return cached(profile, "measured", {"runs": models, "limits": list(limits), "two_theta": list(two_theta)}, compute)

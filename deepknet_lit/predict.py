@@ -249,7 +249,8 @@ def predict_powder(
     if not _cfg(config).get("detection"):
         warnings.warn(f"{model_dir}: this powder model was trained on every line, down to far below what a diffractometer "
                       "records; a measured pattern lacks the lines under its detection limit, which costs skill (the book's "
-                      "chapter 'Beyond the paper' measures how much); a model trained with `--detection 0.05` has seen such patterns")
+                      "chapter 'Beyond the paper' measures how much); a model trained with `--detection` (as the shipped "
+                      "metallicity_powder) has seen such patterns")
     s = featurize_settings(config)
     n = point_set_size(s["point_set"], s["max_index"])
     names, target = class_names(config, _n_outputs(model)), _cfg(config).get("target")

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .augment import augment, in_dim_for, perturb, resolve_rotation
 from .evaluate import (evaluate_probs, predict_probs, predict_outputs, bootstrap_ci, evaluate_values,
                                    bootstrap_values_ci, write_json, jsonable)
-from .encoders import ENCODERS, above_detection, random_detection
+from .encoders import DETECTION_FLOOR, ENCODERS, above_detection, random_detection
 from .model import PointNet, count_parameters
 from .diffraction import POINT_SETS
 from . import tasks
@@ -129,8 +129,8 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         resolve_rotation(self.rotation, self.max_angle, self.task)
-        if self.detection and (self.encoder != "powder" or in_dim_for(self.perturbation) != 4 or not 0 < self.detection < 1):
-            raise ValueError(f"detection={self.detection}: a detection limit in (0, 1) needs encoder='powder' and intensities "
+        if self.detection and (self.encoder != "powder" or in_dim_for(self.perturbation) != 4 or not DETECTION_FLOOR < self.detection < 1):
+            raise ValueError(f"detection={self.detection}: a detection limit in ({DETECTION_FLOOR:g}, 1) needs encoder='powder' and intensities "
                              f"(got encoder={self.encoder!r}, perturbation={self.perturbation!r})")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
