@@ -6,7 +6,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #64106d0c
 from __future__ import annotations
-import collections, dataclasses, hashlib, json, math, os, time
+import collections, dataclasses, hashlib, json, math, os, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -543,7 +543,6 @@ SCHEDULE_SWEEP = {  # how `train.TASK_PROFILES["full"]` was chosen for crystal s
 
 def is_abo3(formula: str) -> bool:
     "An ABO₃ oxide: one A, one B, three O per formula unit (the family of Table II)."
-    import warnings
     from pymatgen.core import Composition
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "no Pauling electronegativity for He"
@@ -817,7 +816,20 @@ def _powder_run(task, seed, detection, profile, progress):
         first = path.read_text()
         record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
         if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
+        elif stale := _evaluations_of(key, profile):  # another model (another CPU rounds differently): its tests go too
+            for f in stale: f.unlink()
+            warnings.warn(f"{task} powder model (seed {seed}, detection {detection}) trained again here differs from the "
+                          f"committed one (test ROC-AUC {json.loads(first)['test']['roc_auc']:.4f} → {record['test']['roc_auc']:.4f}); "
+                          f"removed {len(stale)} result(s) computed from the earlier model, to be computed again: "
+                          + ", ".join(f"{f.parent.name}/{f.name}" for f in stale))
     return load_model(run_dir)[0], config, record, key
+
+def _evaluations_of(key, profile) -> list:
+    "Paths of the detection and measured results computed from the powder model whose result key is `key`."
+    def uses(path):
+        params = json.loads(path.read_text())["params"]
+        return params.get("run") == key or key in params.get("runs", {}).values()
+    return [p for kind in ("detection", "measured") for p in sorted((results_dir(profile) / kind).glob("*.json")) if uses(p)]
 
 def detection_curve(task: str,  # a classification task
                     seed: int = 0,  # the run's seed

@@ -152,3 +152,28 @@ def test_targets_cover_every_target_and_the_cli_prints_them_as_numbers(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["task"] for r in out] == list(ex.TARGETS)
     assert all(isinstance(r["target"], float) and (r["ours"] is None or 0 <= r["ours"] <= 1) for r in out)
+
+
+def test_a_powder_model_trained_again_differently_takes_its_curves_with_it(tmp_path, monkeypatch):
+    "Retrained on another CPU, a powder model can differ: the detection and measured results of the earlier one go."
+    monkeypatch.setenv("DEEPKNET_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DEEPKNET_CACHE", str(tmp_path / "cache"))  # no checkpoint here: the model is trained again
+    monkeypatch.setattr(ex, "_powder_key", lambda task, seed, detection, profile: (None, f"net{detection}"))
+    monkeypatch.setattr(ex, "load_model", lambda run_dir: ("model",))
+    root = tmp_path / "results" / "quick"
+    committed = {"test": {"roc_auc": 0.8}, "seconds": 100}
+    ex.write_json(committed, root / "metallicity" / "net0.0.json")
+    retrained = {}
+    monkeypatch.setattr(ex, "run_experiment", lambda *a, force=False, **k: retrained if force else committed)
+    def curves():  # a detection result of each model, a measured result of both
+        for name, params in (("d0", {"run": "net0.0"}), ("d5", {"run": "net0.05"}), ("m", {"runs": {"0.0": "net0.0", "0.05": "net0.05"}})):
+            ex.write_json({"params": params, "result": {}}, root / ("measured" if name == "m" else "detection") / f"{name}.json")
+        return {p.name for p in root.rglob("*.json")}
+    before = curves()
+    retrained.update(test={"roc_auc": 0.8}, seconds=50)  # the same model again: nothing goes, the first timings stay
+    ex._powder_run("metallicity", 0, 0.0, "quick", False)
+    assert {p.name for p in root.rglob("*.json")} == before and json.loads((root / "metallicity" / "net0.0.json").read_text())["seconds"] == 100
+    retrained.update(test={"roc_auc": 0.81})  # another model: its own curve and the measured one go, the other model's stays
+    with pytest.warns(UserWarning, match=r"0\.8000 → 0\.8100.*removed 2 result"):
+        ex._powder_run("metallicity", 0, 0.0, "quick", False)
+    assert {p.name for p in root.rglob("*.json")} == before - {"d0.json", "m.json"}
