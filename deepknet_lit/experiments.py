@@ -813,13 +813,13 @@ def _powder_run(task, seed, detection, profile, progress):
     record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, **over)
     if not (run_dir / "checkpoint.pt").exists():  # a committed result from another machine: train the model here
         path = results_dir(profile) / task / f"{key}.json"
-        first = path.read_text()
+        first = path.read_text(); before = json.loads(first)["test"]
         record = run_experiment(task, 343, seed=seed, profile=profile, progress=progress, force=True, **over)
-        if json.loads(first)["test"] == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
+        if before == record["test"]: path.write_text(first)  # the same model again: keep the first run's timings
         elif stale := _evaluations_of(key, profile):  # another model (another CPU rounds differently): its tests go too
             for f in stale: f.unlink()
             warnings.warn(f"{task} powder model (seed {seed}, detection {detection}) trained again here differs from the "
-                          f"committed one (test ROC-AUC {json.loads(first)['test']['roc_auc']:.4f} → {record['test']['roc_auc']:.4f}); "
+                          f"committed one (test ROC-AUC {before['roc_auc']:.4f} → {record['test']['roc_auc']:.4f}); "
                           f"removed {len(stale)} result(s) computed from the earlier model, to be computed again: "
                           + ", ".join(f"{f.parent.name}/{f.name}" for f in stale))
     return load_model(run_dir)[0], config, record, key

@@ -164,7 +164,10 @@ def test_a_powder_model_trained_again_differently_takes_its_curves_with_it(tmp_p
     committed = {"test": {"roc_auc": 0.8}, "seconds": 100}
     ex.write_json(committed, root / "metallicity" / "net0.0.json")
     retrained = {}
-    monkeypatch.setattr(ex, "run_experiment", lambda *a, force=False, **k: retrained if force else committed)
+    def run_experiment(*a, force=False, **k):  # as the real one: a forced run writes its own result over the committed one
+        if force: ex.write_json(retrained, root / "metallicity" / "net0.0.json")
+        return retrained if force else committed
+    monkeypatch.setattr(ex, "run_experiment", run_experiment)
     def curves():  # a detection result of each model, a measured result of both
         for name, params in (("d0", {"run": "net0.0"}), ("d5", {"run": "net0.05"}), ("m", {"runs": {"0.0": "net0.0", "0.05": "net0.05"}})):
             ex.write_json({"params": params, "result": {}}, root / ("measured" if name == "m" else "detection") / f"{name}.json")
