@@ -6,7 +6,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #64106d0c
 from __future__ import annotations
-import collections, dataclasses, hashlib, json, math, os, time, warnings
+import collections, dataclasses, hashlib, json, math, os, shutil, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ from .diffraction import CU_KALPHA, FEATURIZER_VERSION, miller_indices
 from .encoders import above_detection, encoder_version, pattern_lines, pattern_points
 from .tasks import (
     REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
-from .train import PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, regression_data, split_indices, train
+from .train import (PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, pack_run,
+                                regression_data, split_indices, train, unpack_run)
 from .evaluate import bootstrap_ci, bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
 
@@ -34,10 +35,10 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'results_dir', 'config_key', 'summarize', 'verdict', 'data_note', 'compare', 'comparison_table',
            'show_table', 'save_rows', 'load_rows', 'beats', 'opening', 'target_table', 'select_points',
            'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed',
-           'task_split_hash', 'experiment_key', 'run_experiment', 'parity_points', 'run_grid', 'learning_curve',
-           'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan', 'beyond_the_paper',
-           'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown', 'detection_models',
-           'compute_left', 'cached', 'detection_curve', 'measured_curve']
+           'task_split_hash', 'experiment_key', 'carried_dir', 'run_experiment', 'parity_points', 'run_grid',
+           'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
+           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown',
+           'detection_models', 'compute_left', 'cached', 'detection_curve', 'measured_curve']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -352,6 +353,10 @@ def experiment_key(config,  # the experiment's TrainConfig
     if config.encoder != "none": key["encoder"] = encoder_version(config.encoder)  # the paper's runs keep their keys
     return config_key(key)
 
+def carried_dir(profile: str, key: str) -> Path:
+    "Where a training stopped at its deadline waits, committed with the results, for the next machine (`train.pack_run`)."
+    return results_dir(profile) / "partial" / "runs" / key
+
 # %% ../nbs/12_experiments.ipynb #93dc3424
 def run_experiment(task: str,  # task name
                    n: int = 343,  # number of diffraction points (3, 4, 27, 125, 343)
@@ -362,19 +367,24 @@ def run_experiment(task: str,  # task name
                    exclude: list | None = None,  # material ids held out of train, validation and test
                    force: bool = False,  # retrain even when the result exists
                    progress: bool = True,  # progress bars
+                   deadline: float | None = None,  # a `time.time()` to stop training by; the run is carried over (`carried_dir`)
                    **overrides) -> dict | None:  # TrainConfig fields
-    "Train (or load the cached result of) one experiment; its result record (None: missing, training not allowed)."
+    "Train (or load the cached result of) one experiment; its result record (None: missing, training not allowed or stopped at `deadline`)."
     config = experiment_config(task, n, probe, perturbation, seed, profile, **overrides)
     exclude = sorted(set(map(str, exclude or [])))
     key = experiment_key(config, exclude, experiment_task(config))
     path = results_dir(profile) / task / f"{key}.json"
     if path.exists() and not force: return json.loads(path.read_text())
     if not training_allowed(): return None
-    run_dir = cache_root() / "runs" / profile / key
+    run_dir, carried = cache_root() / "runs" / profile / key, carried_dir(profile, key)
+    if carried.exists(): unpack_run(carried, run_dir)  # begun on another machine: go on from where it stopped
     t0 = time.time()
     store = experiment_store(config, progress)
     if exclude: store = drop_materials(store, exclude)
-    metrics = train(config, run_dir, store=store, progress=progress, task_data=experiment_task(config))
+    metrics = train(config, run_dir, store=store, progress=progress, task_data=experiment_task(config), deadline=deadline)
+    if not metrics:  # stopped at the deadline: carried over with the results, for the next machine to resume
+        pack_run(run_dir, carried)
+        return None
     record = dict(key=key, profile=profile, version=deepknet_lit.__version__, run_dir=str(run_dir),
                   experiment=dict(task=task, n=n, probe=config.probe, perturbation=perturbation, seed=seed),
                   excluded=exclude, data=task_fingerprint(experiment_task(config)), featurizer=FEATURIZER_VERSION,
@@ -385,6 +395,7 @@ def run_experiment(task: str,  # task name
                   n_materials=metrics.get("n"), valid=metrics["valid"], test=metrics["test"], history=metrics.get("history"))
     if "mae" in metrics["test"]: record["parity"] = parity_points(run_dir / "test_predictions.npz")
     write_json(record, path)
+    if carried.exists(): shutil.rmtree(carried)  # the result replaces the carried-over run
     return record
 
 # %% ../nbs/12_experiments.ipynb #1b8c17ab
@@ -666,14 +677,15 @@ PRETRAINED = {  # the run shipped as each pretrained model (scripts/export_model
 def run_job(job: dict,  # one entry of `plan`: kind "pointnet" or "baseline" and its arguments
             profile: str = "full",  # the profile it belongs to
             progress: bool = False,  # progress bars
+            deadline: float | None = None,  # a `time.time()` a network's training stops by (carried over; see `run_experiment`)
            ) -> dict | None:
-    "Run (or load) one job of `plan`."
+    "Run (or load) one job of `plan`; None: missing (training not allowed, or stopped at `deadline`)."
     kw = {k: v for k, v in job.items() if k != "kind"}
     if job["kind"] == "baseline": return run_baseline(profile=profile, progress=progress, **kw)
     if job["kind"] == "detection": return detection_curve(profile=profile, progress=progress, **kw)
     if job["kind"] == "measured": return measured_curve(profile=profile, progress=progress, **kw)
     if kw.get("exclude") == "perovskites": kw["exclude"] = perovskite_ids(kw["task"])
-    return run_experiment(profile=profile, progress=progress, **kw)
+    return run_experiment(profile=profile, progress=progress, deadline=deadline, **kw)
 
 # %% ../nbs/12_experiments.ipynb #238c8ba6
 def stored(profile: str = "full") -> list:
@@ -696,14 +708,27 @@ def matches(job: dict, where: dict | None) -> bool:
 
 def run_missing(profile: str = "full", log=print,
                 where: dict | None = None,  # only the jobs with these key = value pairs, e.g. {"pooling": "attention"}
+                deadline: float | None = None,  # a `time.time()`: no job starts after it, a training stops by it
                ) -> int:
-    "Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged)."
-    todo, failed = [j for j in compute_left(profile).job if matches(j, where)], 0
-    for i, job in enumerate(todo):
+    """Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged).
+    A training stopped at `deadline` is carried over under `book/results/<profile>/partial/runs/`: commit it with the
+    results, and the next run of the queue, on any machine, resumes it. Any other job (a baseline, a powder model's
+    curves) starts only when its estimate fits before `deadline`."""
+    left = compute_left(profile)
+    todo, failed = [(j, s) for j, s in zip(left.job, left.estimate_s) if matches(j, where)], 0
+    for i, (job, estimate) in enumerate(todo):
         t0 = time.time()
+        if deadline is not None and t0 >= deadline:
+            log(f"[{time.strftime('%H:%M:%S')}] deadline reached: {len(todo) - i} job(s) left for the next run"); break
+        if deadline is not None and job["kind"] != "pointnet" and not t0 + estimate < deadline:  # NaN: unknown, not started
+            log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}: left for the next run (about {estimate / 60:.0f} min, "
+                f"{(deadline - t0) / 60:.0f} min to the deadline)"); continue
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
         try:
-            r = run_job(job, profile)
+            r = run_job(job, profile, deadline=deadline)
+            if r is None:
+                log(f"    stopped at the deadline after {time.time() - t0:.0f} s; carried over under "
+                    f"{results_dir(profile) / 'partial' / 'runs'}"); continue
             t = r.get("test") or {}  # a curve (detection, measured) has no single test result
             shown = "its curve" if not t else f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
                     f"ROC-AUC {t.get('roc_auc', math.nan):.4f}, accuracy {t.get('accuracy', math.nan):.4f}"

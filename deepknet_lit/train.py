@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -42,7 +43,8 @@ __all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'T
            'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config',
            'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'train_subset', 'resolve_device',
            'build_model', 'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding',
-           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'main']
+           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'trained_epochs', 'pack_run', 'unpack_run',
+           'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -606,6 +608,7 @@ def train(
     progress: bool = True,      # tqdm progress bars
     store=None,                 # an already opened store (default: from the config)
     stop_after: int | None = None,  # stop (as if killed) after this many epochs in total; for testing resume
+    deadline: float | None = None,  # a `time.time()`: stop (as if killed) before an epoch that would end after it
     on_epoch=None,              # callable(epoch, model, state) after each epoch on rank 0 (a benchmark's clock)
     task_data=None,             # the TaskData the splits are made from (default: loaded from the config)
 ) -> dict:
@@ -642,17 +645,20 @@ def train(
         loss = _train_epoch(net, opt, run["x"], y, splits["train"], config, e, rank, world, device, mode, angle,
                             progress and is_main, encoded=run["encoded"])
         sch.step()
-        stop = torch.zeros(2, dtype=torch.float64)
+        stop = torch.zeros(3, dtype=torch.float64)
         if is_main:
             shown = _end_epoch(run, e, loss, time.perf_counter() - t0)
-            stop[:] = torch.tensor([float(state["done"]), float(state["epoch"])])
+            late = deadline is not None and time.time() + (time.perf_counter() - t0) > deadline  # the next epoch would end late
+            stop[:] = torch.tensor([float(state["done"]), float(state["epoch"]), float(late)])
             bar.set_postfix(loss=f"{loss:.3f}", **{k.replace("valid_", "valid "): f"{v:.3f}" for k, v in shown.items()})
             if on_epoch is not None: on_epoch(e + 1, model, state)
         if world > 1:  # every rank learns rank 0's decision
             flags = stop.to(device) if device.type == "cuda" else stop
             dist.broadcast(flags, src=0)
             state["done"], state["epoch"] = bool(flags[0]), int(flags[1])
+            stop = flags.cpu()
         bar.update(1)
+        if stop[2]: break
     bar.close()
 
     result = {}
@@ -676,6 +682,35 @@ def _final_metrics(out: Path, store, y, target, splits, config, state) -> dict:
                                 ids=store.ids)
     write_json(res, out / "metrics.json")
     return jsonable(res)
+
+# %% ../nbs/07_train.ipynb #8cd54cab
+def trained_epochs(path) -> int:
+    "Epochs a run directory or packed run at `path` has trained (0: none)."
+    last = Path(path) / "last.pt"
+    return int(load_checkpoint(last)["state"]["epoch"]) if last.exists() else 0
+
+def pack_run(run_dir,  # a run stopped before its end (`train` returned {})
+             dest,     # the folder to hold it (created)
+            ) -> Path:
+    "Copy what a stopped run needs to resume on another machine into `dest`: `last.pt`, and the best weights alone."
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    best = load_checkpoint(run_dir / "checkpoint.pt")
+    _atomic_save({k: v for k, v in best.items() if k not in ("optimizer", "scheduler")}, dest / "checkpoint.pt")
+    _atomic_save(load_checkpoint(run_dir / "last.pt"), dest / "last.pt")
+    return dest
+
+def unpack_run(packed,   # a folder written by `pack_run`
+               run_dir,  # the run directory `train` will resume from
+              ) -> bool:
+    "Put a packed run into `run_dir` unless `run_dir` has trained as many epochs; True when it did."
+    packed, run_dir = Path(packed), Path(run_dir)
+    if trained_epochs(packed) <= trained_epochs(run_dir): return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.pt", "last.pt"):  # last.pt last: a copy cut short leaves the older, consistent run
+        shutil.copyfile(packed / name, run_dir / f"{name}.tmp")
+        (run_dir / f"{name}.tmp").replace(run_dir / name)
+    return True
 
 # %% ../nbs/07_train.ipynb #96b15e16
 def main(argv=None):

@@ -3,11 +3,14 @@
     nohup .venv/bin/python scripts/full_queue.py > full_queue.log 2>&1 &
     .venv/bin/python scripts/full_queue.py --dry-run      # what is missing, and how long it should take here
     .venv/bin/python scripts/full_queue.py --only pooling=attention   # only some jobs (e.g. on a GPU machine)
+    .venv/bin/python scripts/full_queue.py --until 15:30   # or --until 150m: stop by then, carrying a training over
 
 Each job is cached by its key under book/results/<profile>/ (a finished one is skipped) and a killed training resumes
 from its checkpoint under $DEEPKNET_CACHE/runs/ (a Table IV grid search from book/results/<profile>/partial/).
-Commit the JSON files as they land."""
-import argparse, math
+Commit the JSON files as they land. With --until, a training still running at that time stops after the epoch that
+would overrun it and is carried over under book/results/<profile>/partial/runs/ (commit it too): the next run of the
+queue, on this machine or another, resumes it, so a run longer than a session (self-attention pooling) still finishes."""
+import argparse, datetime, math, re, time
 
 import yaml
 
@@ -22,11 +25,24 @@ def key_value(s: str) -> tuple:
     return k.strip(), yaml.safe_load(v)
 
 
+def until(s: str) -> float:
+    "'15:30' (today, local time) or a duration '150m', '2.5h' -> a time.time() deadline."
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mh])", s.strip()):
+        return time.time() + float(m[1]) * (60 if m[2] == "m" else 3600)
+    try: hm = datetime.datetime.strptime(s.strip(), "%H:%M").time()
+    except ValueError: raise argparse.ArgumentTypeError(f"--until wants HH:MM or a duration such as 150m or 2.5h, got {s!r}")
+    t = datetime.datetime.combine(datetime.date.today(), hm).timestamp()
+    if t <= time.time(): raise argparse.ArgumentTypeError(f"--until {s}: that time has passed today")
+    return t
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="full"); p.add_argument("--dry-run", action="store_true")
     p.add_argument("--only", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="run only the jobs with this key = value (repeat to require several), e.g. task=metallicity")
+    p.add_argument("--until", type=until, metavar="HH:MM|DURATION",
+                   help="start no job after this time and stop a training by it, carrying it over to the next run")
     a = p.parse_args()
     where = dict(a.only) or None
     ensure_fast_malloc()
@@ -43,4 +59,4 @@ if __name__ == "__main__":
               f"on the other tasks, rescaled); {(~known).sum()} jobs have no "
               "estimate yet")
     else:
-        run_missing(a.profile, log=lambda s: print(s, flush=True), where=where)
+        run_missing(a.profile, log=lambda s: print(s, flush=True), where=where, deadline=a.until)

@@ -180,3 +180,50 @@ def test_a_powder_model_trained_again_differently_takes_its_curves_with_it(tmp_p
     with pytest.warns(UserWarning, match=r"0\.8000 → 0\.8100.*removed 2 result"):
         ex._powder_run("metallicity", 0, 0.0, "quick", False)
     assert {p.name for p in root.rglob("*.json")} == before - {"d0.json", "m.json"}
+
+
+def test_the_queue_stops_by_its_deadline_and_reports_a_carried_training(monkeypatch):
+    "No job starts after the deadline; a baseline whose estimate overruns it waits; a stopped training is reported."
+    import time
+    import pandas as pd
+    jobs = [dict(kind="pointnet", task="t", seed=0), dict(kind="baseline", task="t", model="rf", seed=0),
+            dict(kind="baseline", task="t", model="density", seed=0), dict(kind="pointnet", task="t", seed=1)]
+    left = pd.DataFrame({"job": jobs, "tier": 1, "estimate_s": [60.0, 7200.0, 1.0, 60.0], "basis": ""})
+    monkeypatch.setattr(ex, "compute_left", lambda profile: left)
+    ran, clock = [], {"now": 1000.0}
+    def run_job(job, profile, deadline=None):
+        ran.append((job.get("model") or job["seed"], deadline))
+        if job["kind"] == "pointnet" and job["seed"] == 0: return None        # stopped at the deadline, carried over
+        clock["now"] += 500 if job.get("model") == "density" else 0            # the last baseline runs into the deadline
+        return dict(test=dict(roc_auc=0.5, accuracy=0.5))
+    monkeypatch.setattr(ex, "run_job", run_job)
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    logs = []
+    assert ex.run_missing("quick", log=logs.append, deadline=1400.0) == 0
+    assert ran == [(0, 1400.0), ("density", 1400.0)]  # rf (2 h) waits; seed 1 would start after the deadline
+    text = "\n".join(logs)
+    assert "carried over under" in text and "left for the next run (about 120 min" in text
+    assert "deadline reached: 1 job(s) left" in text
+    ran.clear(); clock["now"] = 1000.0
+    ex.run_missing("quick", log=logs.append)  # no deadline: everything is tried
+    assert [r for r, _ in ran] == [0, "rf", "density", 1] and {d for _, d in ran} == {None}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MIRROR is None, reason="offline data mirror not present")
+def test_a_training_carried_over_to_another_machine_finishes_there(tmp_path, monkeypatch):
+    "Stopped at its deadline, a run waits under partial/runs/ (committed); a machine without its cache finishes it."
+    import time
+    monkeypatch.setenv("DEEPKNET_RESULTS", str(tmp_path / "results"))
+    kw = dict(n=3, seed=0, profile="quick", progress=False, epochs=2)
+    monkeypatch.setattr(ex, "cache_root", lambda: tmp_path / "machine1")
+    assert ex.run_experiment("bulk_modulus", deadline=time.time(), **kw) is None
+    carried = list((tmp_path / "results" / "quick" / "partial" / "runs").iterdir())
+    assert len(carried) == 1 and {p.name for p in carried[0].iterdir()} == {"checkpoint.pt", "last.pt"}
+    monkeypatch.setattr(ex, "cache_root", lambda: tmp_path / "machine2")  # a new machine: no run directory
+    record = ex.run_experiment("bulk_modulus", **kw)
+    assert len(record["history"]) == 2 and not carried[0].exists()
+    assert record["history"][0]["seconds"] > 0 and record["run_dir"].startswith(str(tmp_path / "machine2"))
+    monkeypatch.setattr(ex, "cache_root", lambda: tmp_path / "machine3")
+    never_stopped = ex.run_experiment("bulk_modulus", force=True, **kw)
+    assert never_stopped["test"] == record["test"]  # one CPU: the carried run is the run that never stopped

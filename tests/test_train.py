@@ -196,3 +196,27 @@ def test_train_fraction_shrinks_only_the_training_split(tmp_path):
     assert res["n"]["train"] == len(half["train"]) and res["n"]["test"] == len(full["test"])
     with pytest.raises(ValueError, match="train_fraction"):
         tiny(train_fraction=0.0)
+
+
+def test_a_run_stopped_at_its_deadline_goes_on_elsewhere_as_if_never_stopped(tmp_path):
+    "deadline stops cleanly; the packed run (no optimiser in the best weights) resumes in a new run directory exactly."
+    import time
+    f, y = synthetic()
+    store = ArrayStore(f, y, [str(i) for i in range(len(y))], ["0", "1"])
+    cfg = tiny(epochs=4, dropout=0.2)
+    whole = T.train(cfg, tmp_path / "whole", store=store, progress=False)
+    assert T.train(cfg, tmp_path / "a", store=store, progress=False, deadline=time.time() + 3600) != {}  # far: no stop
+    assert T.train(cfg, tmp_path / "b", store=store, progress=False, deadline=time.time()) == {}
+    assert T.trained_epochs(tmp_path / "b") == 1 and not (tmp_path / "b" / "metrics.json").exists()
+    packed = T.pack_run(tmp_path / "b", tmp_path / "committed")
+    assert "optimizer" not in T.load_checkpoint(packed / "checkpoint.pt")
+    assert "optimizer" in T.load_checkpoint(packed / "last.pt")
+    assert T.unpack_run(packed, tmp_path / "next") and T.trained_epochs(tmp_path / "next") == 1
+    # a second stop on the next machine, then a third machine: still the run that never stopped
+    assert T.train(cfg, tmp_path / "next", store=store, progress=False, deadline=time.time()) == {}
+    T.pack_run(tmp_path / "next", packed)
+    assert T.trained_epochs(packed) == 2 and not T.unpack_run(packed, tmp_path / "next")  # as far along: left alone
+    assert T.unpack_run(packed, tmp_path / "third")
+    done = T.train(cfg, tmp_path / "third", store=store, progress=False)
+    assert done["test"] == whole["test"] and done["history"][:2] != [] and len(done["history"]) == 4
+    assert [h["loss"] for h in done["history"]] == [h["loss"] for h in whole["history"]]
