@@ -23,8 +23,8 @@ from .diffraction import CU_KALPHA, FEATURIZER_VERSION, miller_indices
 from .encoders import above_detection, encoder_version, pattern_lines, pattern_points
 from .tasks import (
     REGRESSION_TASKS, TASKS, data_task, is_regression, load_task, make_splits, split_hash, task_label)
-from .train import (PROFILES, TASK_PROFILES, TRAINING_VERSION, load_model, make_config, pack_run,
-                                regression_data, split_indices, train, unpack_run)
+from .train import (PROFILES, TASK_PROFILES, TRAINING_VERSION, load_checkpoint, load_model, make_config,
+                                pack_run, regression_data, split_indices, train, unpack_run)
 from .evaluate import bootstrap_ci, bootstrap_values_ci, evaluate_probs, evaluate_values
 from .baselines import fit_baseline, fit_regressor
 
@@ -37,8 +37,8 @@ __all__ = ['GRIDS', 'REPO_ROOT', 'Z95', 'ROW_KEYS', 'TARGETS', 'HEADLINE', 'TRAI
            'experiment_config', 'experiment_task', 'experiment_store', 'drop_materials', 'training_allowed',
            'task_split_hash', 'experiment_key', 'carried_dir', 'run_experiment', 'parity_points', 'run_grid',
            'learning_curve', 'curve_trend', 'run_baseline', 'is_abo3', 'is_perovskite_like', 'perovskite_ids', 'plan',
-           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'pooling_slowdown',
-           'detection_models', 'compute_left', 'cached', 'detection_curve', 'measured_curve']
+           'beyond_the_paper', 'job_tier', 'run_job', 'stored', 'missing', 'matches', 'run_missing', 'carried_runs',
+           'pooling_slowdown', 'detection_models', 'compute_left', 'cached', 'detection_curve', 'measured_curve']
 
 # %% ../nbs/12_experiments.ipynb #0128881c
 GRIDS = {  # which experiments each profile's book runs (its training settings are train.PROFILES[profile])
@@ -736,6 +736,17 @@ def run_missing(profile: str = "full", log=print,
         except Exception as e:  # one bad job does not stop the queue; it stays missing and is retried next time
             failed += 1; log(f"    FAILED: {type(e).__name__}: {e}")
     return failed
+
+# %% ../nbs/12_experiments.ipynb #7cb106a0
+def carried_runs(profile: str = "full") -> pd.DataFrame:
+    "The trainings stopped at a deadline and carried over (`carried_dir`): key, task, seed, pooling, epochs done of the maximum, best validation score."
+    rows = []
+    for last in sorted((results_dir(profile) / "partial" / "runs").glob("*/last.pt")):
+        ck = load_checkpoint(last)
+        c, s = ck["config"], ck["state"]
+        rows.append(dict(key=last.parent.name, task=c["task"], seed=c["seed"], pooling=c["pooling"],
+                         epochs=f"{s['epoch']} of {c['epochs']}", best_valid=round(s["best"], 4)))
+    return pd.DataFrame(rows, columns=["key", "task", "seed", "pooling", "epochs", "best_valid"])
 
 # %% ../nbs/12_experiments.ipynb #ddcf031c
 def pooling_slowdown(job: dict, path=None) -> float:

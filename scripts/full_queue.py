@@ -14,7 +14,7 @@ import argparse, datetime, math, re, time
 
 import yaml
 
-from deepknet_lit.experiments import compute_left, matches, plan, run_missing
+from deepknet_lit.experiments import carried_runs, compute_left, matches, plan, run_missing
 from deepknet_lit.train import ensure_fast_malloc
 
 
@@ -58,5 +58,8 @@ if __name__ == "__main__":
               f"this machine; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
               f"on the other tasks, rescaled); {(~known).sum()} jobs have no "
               "estimate yet")
+        if len(carried := carried_runs(a.profile)):
+            print("carried over from an earlier run (resumed, not restarted; the estimates above are for whole runs):")
+            print(carried.to_string(index=False))
     else:
         run_missing(a.profile, log=lambda s: print(s, flush=True), where=where, deadline=a.until)

@@ -227,3 +227,20 @@ def test_a_training_carried_over_to_another_machine_finishes_there(tmp_path, mon
     monkeypatch.setattr(ex, "cache_root", lambda: tmp_path / "machine3")
     never_stopped = ex.run_experiment("bulk_modulus", force=True, **kw)
     assert never_stopped["test"] == record["test"]  # one CPU: the carried run is the run that never stopped
+
+
+def test_carried_runs_lists_what_waits_and_how_far_it_got(tmp_path, monkeypatch):
+    "A packed run under partial/runs/ is listed with its task, seed and epochs; nothing carried: an empty table."
+    import time
+    from deepknet_lit import train as T
+    from deepknet_lit.store import ArrayStore
+    monkeypatch.setenv("DEEPKNET_RESULTS", str(tmp_path / "results"))
+    assert ex.carried_runs("quick").empty
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(48, 8, 4)).astype(np.float32); f[..., 3] = rng.random((48, 8))
+    store = ArrayStore(f, np.arange(48) % 2, [str(i) for i in range(48)], ["0", "1"])
+    cfg = T.TrainConfig(mlp=(8,), head=(4,), epochs=5, batch_size=16, device="cpu", num_threads=1, seed=2, task="metallicity")
+    assert T.train(cfg, tmp_path / "run", store=store, progress=False, deadline=time.time()) == {}
+    T.pack_run(tmp_path / "run", ex.carried_dir("quick", "abc"))
+    rows = ex.carried_runs("quick").to_dict("records")
+    assert [(r["key"], r["task"], r["seed"], r["epochs"]) for r in rows] == [("abc", "metallicity", 2, "1 of 5")]
