@@ -21,3 +21,18 @@ def test_only_reads_values_as_yaml():
 def test_only_without_a_value_is_a_usage_error():
     r = subprocess.run([sys.executable, str(SCRIPT), "--only", "seed"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "--only wants KEY=VALUE, got 'seed'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_until_takes_a_clock_time_or_a_duration():
+    import datetime, time
+    until = load_script().until
+    assert abs(until("150m") - (time.time() + 9000)) < 5 and abs(until("2.5h") - (time.time() + 9000)) < 5
+    later = (datetime.datetime.now() + datetime.timedelta(minutes=2)).strftime("%H:%M")
+    if later > datetime.datetime.now().strftime("%H:%M"):  # not across midnight
+        assert 0 < until(later) - time.time() <= 120
+
+
+def test_until_refuses_nonsense_and_a_time_already_past():
+    for bad, said in (("25:99", "--until wants HH:MM or a duration"), ("00:00", "that time has passed today")):
+        r = subprocess.run([sys.executable, str(SCRIPT), "--until", bad], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr
