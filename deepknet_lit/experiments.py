@@ -775,7 +775,7 @@ _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_lay
 
 def compute_left(profile: str = "full") -> pd.DataFrame:
     """The missing jobs of `profile` in the order the queue runs them (tier, then shortest estimate first, unknown last;
-    plan order among equals), with `tier` (`job_tier`), `estimate_s` (wall time on this machine; NaN: nothing
+    plan order among equals), with `tier` (`job_tier`), `estimate_s` (wall time as the committed runs took it; NaN: nothing
     comparable has run) and `basis` (what the estimate comes from)."""
     def sig(job, keep=None, drop=("seed",)):
         kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}

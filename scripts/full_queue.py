@@ -54,8 +54,8 @@ if __name__ == "__main__":
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
             print(f"tier {r.tier} {took} min  {r.job}  ({r.basis})")  # what the estimate comes from
         known = left.estimate_s.notna()
-        print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the runs finished on "
-              f"this machine; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
+        print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the committed runs' "
+              f"wall times, on the machines they ran on; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
               f"on the other tasks, rescaled); {(~known).sum()} jobs have no "
               "estimate yet")
         if len(carried := carried_runs(a.profile)):
