@@ -716,15 +716,18 @@ def run_missing(profile: str = "full", log=print,
                ) -> int:
     """Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged).
     A training stopped at `deadline` is carried over under `book/results/<profile>/partial/runs/`: commit it with the
-    results, and the next run of the queue, on any machine, resumes it. Any other job (a baseline, a powder model's
-    curves) starts only when its estimate fits before `deadline`."""
+    results, and the next run of the queue, on any machine, resumes it. A training starts only when one epoch (its
+    estimate over the profile's epochs; an unknown estimate: any time) fits before `deadline`; any other job (a
+    baseline, a powder model's curves) only when its whole estimate does (an unknown one: not before a deadline)."""
     left = compute_left(profile)
     todo, failed = [(j, s) for j, s in zip(left.job, left.estimate_s) if matches(j, where)], 0
     for i, (job, estimate) in enumerate(todo):
         t0 = time.time()
         if deadline is not None and t0 >= deadline:
             log(f"[{time.strftime('%H:%M:%S')}] deadline reached: {len(todo) - i} job(s) left for the next run"); break
-        if deadline is not None and job["kind"] != "pointnet" and not t0 + estimate < deadline:  # NaN: unknown, not started
+        need = estimate if job["kind"] != "pointnet" else \
+               0.0 if math.isnan(estimate) else estimate / (job.get("epochs") or PROFILES[profile]["epochs"])
+        if deadline is not None and not t0 + need < deadline:  # a training needs one epoch's time, anything else all of it
             log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}: left for the next run (about {estimate / 60:.0f} min, "
                 f"{(deadline - t0) / 60:.0f} min to the deadline)"); continue
         log(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(todo)} {job}")
@@ -743,14 +746,17 @@ def run_missing(profile: str = "full", log=print,
 
 # %% ../nbs/12_experiments.ipynb #7cb106a0
 def carried_runs(profile: str = "full") -> pd.DataFrame:
-    "The trainings stopped at a deadline and carried over (`carried_dir`): key, task, seed, pooling, epochs done of the maximum, best validation score."
+    """The trainings stopped at a deadline and carried over (`carried_dir`): key, task, seed, pooling, the other settings
+    that differ from the profile's, epochs done of the maximum, best validation score."""
     rows = []
     for last in sorted((results_dir(profile) / "partial" / "runs").glob("*/last.pt")):
         ck = load_checkpoint(last)
         c, s = ck["config"], ck["state"]
-        rows.append(dict(key=last.parent.name, task=c["task"], seed=c["seed"], pooling=c["pooling"],
+        base = make_config(profile, task=c["task"]).to_dict()
+        other = ", ".join(f"{k}={v}" for k, v in c.items() if base.get(k) != v and k not in ("seed", "pooling"))
+        rows.append(dict(key=last.parent.name, task=c["task"], seed=c["seed"], pooling=c["pooling"], settings=other,
                          epochs=f"{s['epoch']} of {c['epochs']}", best_valid=round(s["best"], 4)))
-    return pd.DataFrame(rows, columns=["key", "task", "seed", "pooling", "epochs", "best_valid"])
+    return pd.DataFrame(rows, columns=["key", "task", "seed", "pooling", "settings", "epochs", "best_valid"])
 
 # %% ../nbs/12_experiments.ipynb #ddcf031c
 def pooling_slowdown(job: dict, path=None) -> float:

@@ -183,12 +183,14 @@ def test_a_powder_model_trained_again_differently_takes_its_curves_with_it(tmp_p
 
 
 def test_the_queue_stops_by_its_deadline_and_reports_a_carried_training(monkeypatch):
-    "No job starts after the deadline; a baseline whose estimate overruns it waits; a stopped training is reported."
-    import time
+    "No job starts after the deadline; a baseline, or a training's first epoch, that would overrun it waits; a stopped training is reported."
+    import math, time
     import pandas as pd
     jobs = [dict(kind="pointnet", task="t", seed=0), dict(kind="baseline", task="t", model="rf", seed=0),
+            dict(kind="pointnet", task="t", seed=2, epochs=10), dict(kind="pointnet", task="t", seed=3),
             dict(kind="baseline", task="t", model="density", seed=0), dict(kind="pointnet", task="t", seed=1)]
-    left = pd.DataFrame({"job": jobs, "tier": 1, "estimate_s": [60.0, 7200.0, 1.0, 60.0], "basis": ""})
+    # seed 2: 10 epochs of 500 s, one more than the 400 s left; seed 3: no estimate (trains, carried over if need be)
+    left = pd.DataFrame({"job": jobs, "tier": 1, "estimate_s": [60.0, 7200.0, 5000.0, math.nan, 1.0, 60.0], "basis": ""})
     monkeypatch.setattr(ex, "compute_left", lambda profile: left)
     ran, clock = [], {"now": 1000.0}
     def run_job(job, profile, deadline=None):
@@ -200,13 +202,14 @@ def test_the_queue_stops_by_its_deadline_and_reports_a_carried_training(monkeypa
     monkeypatch.setattr(time, "time", lambda: clock["now"])
     logs = []
     assert ex.run_missing("quick", log=logs.append, deadline=1400.0) == 0
-    assert ran == [(0, 1400.0), ("density", 1400.0)]  # rf (2 h) waits; seed 1 would start after the deadline
+    assert ran == [(0, 1400.0), (3, 1400.0), ("density", 1400.0)]  # rf (2 h) and seed 2 wait; seed 1 would start late
     text = "\n".join(logs)
     assert "carried over under" in text and "left for the next run (about 120 min" in text
+    assert "'seed': 2, 'epochs': 10}: left for the next run (about 83 min, 7 min to the deadline)" in text
     assert "deadline reached: 1 job(s) left" in text
     ran.clear(); clock["now"] = 1000.0
     ex.run_missing("quick", log=logs.append)  # no deadline: everything is tried
-    assert [r for r, _ in ran] == [0, "rf", "density", 1] and {d for _, d in ran} == {None}
+    assert [r for r, _ in ran] == [0, "rf", 2, 3, "density", 1] and {d for _, d in ran} == {None}
 
 
 @pytest.mark.slow
