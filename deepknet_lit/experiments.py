@@ -735,7 +735,7 @@ def run_missing(profile: str = "full", log=print,
             r = run_job(job, profile, deadline=deadline)
             if r is None:
                 log(f"    stopped at the deadline after {time.time() - t0:.0f} s; carried over under "
-                    f"{results_dir(profile) / 'partial' / 'runs'}"); continue
+                    f"{carried_dir(profile, '')}"); continue
             t = r.get("test") or {}  # a curve (detection, measured) has no single test result
             shown = "its curve" if not t else f"MAE {t['mae']:.4f} {t['unit']} (mean: {t['dummy_mae']:.4f})" if "mae" in t else \
                     f"ROC-AUC {t.get('roc_auc', math.nan):.4f}, accuracy {t.get('accuracy', math.nan):.4f}"
@@ -749,7 +749,7 @@ def carried_runs(profile: str = "full") -> pd.DataFrame:
     """The trainings stopped at a deadline and carried over (`carried_dir`): key, task, seed, pooling, the other settings
     that differ from the profile's, epochs done of the maximum, best validation score."""
     rows = []
-    for last in sorted((results_dir(profile) / "partial" / "runs").glob("*/last.pt")):
+    for last in sorted(carried_dir(profile, "").glob("*/last.pt")):
         ck = load_checkpoint(last)
         c, s = ck["config"], ck["state"]
         base = make_config(profile, task=c["task"]).to_dict()
