@@ -355,7 +355,7 @@ def experiment_key(config,  # the experiment's TrainConfig
     return config_key(key)
 
 def carried_dir(profile: str, key: str) -> Path:
-    "Where a training stopped at its deadline waits, committed with the results, for the next machine (`train.pack_run`)."
+    "Where a training stopped at its deadline waits for the next run (`train.pack_run`; ignored by git, copy it to move it)."
     return results_dir(profile) / "partial" / "runs" / key
 
 # %% ../nbs/12_experiments.ipynb #93dc3424
@@ -715,8 +715,8 @@ def run_missing(profile: str = "full", log=print,
                 deadline: float | None = None,  # a `time.time()`: no job starts after it, a training stops by it
                ) -> int:
     """Compute every missing job of `profile`, one at a time, in `compute_left`'s order; returns how many failed (each logged).
-    A training stopped at `deadline` is carried over under `book/results/<profile>/partial/runs/`: commit it with the
-    results, and the next run of the queue, on any machine, resumes it. A training starts only when one epoch (its
+    A training stopped at `deadline` is carried over under `book/results/<profile>/partial/runs/` (ignored by git: copy
+    it to move it), and the next run of the queue that finds it resumes it. A training starts only when one epoch (its
     estimate over the profile's epochs; an unknown estimate: any time) fits before `deadline`; any other job (a
     baseline, a powder model's curves) only when its whole estimate does (an unknown one: not before a deadline)."""
     left = compute_left(profile)

@@ -8,8 +8,8 @@
 Each job is cached by its key under book/results/<profile>/ (a finished one is skipped) and a killed training resumes
 from its checkpoint under $DEEPKNET_CACHE/runs/ (a Table IV grid search from book/results/<profile>/partial/).
 Commit the JSON files as they land. With --until, a training still running at that time stops after the epoch that
-would overrun it and is carried over under book/results/<profile>/partial/runs/ (commit it too): the next run of the
-queue, on this machine or another, resumes it, so a run longer than a session (self-attention pooling) still finishes."""
+would overrun it and is carried over under book/results/<profile>/partial/runs/ (ignored by git; copy it to move it): the next
+run of the queue that finds it resumes it, so a run longer than a session (self-attention pooling) still finishes."""
 import argparse, datetime, math, re, time
 
 import yaml
