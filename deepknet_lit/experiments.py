@@ -660,7 +660,7 @@ def beyond_the_paper(seeds: list,  # the profile's seeds
 # %% ../nbs/12_experiments.ipynb #bfda89ca
 def job_tier(job: dict) -> int:
     """0: minutes (small tasks, baselines, n < 125); 1: the headline metallicity runs (~30 min); 2: the rest on its
-    36,738 materials (~30 min each, the random forest's grid hours); 3: self-attention pooling on them (~7 h a run)."""
+    36,738 materials (~30 min each, the random forest's grid hours); 3: self-attention pooling on them (3–4 h of training a run)."""
     if data_task(job["task"]) != "metallicity": return 0
     if job["kind"] == "baseline": return 2 if job["model"] == "rf" else 0  # the random forest's Table IV grid: hours
     if job.get("n", 343) < 125: return 0

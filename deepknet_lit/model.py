@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .encoders import build_encoder
 
 # %% auto #0
-__all__ = ['POOLINGS', 'AttentionPool', 'PointNet', 'count_parameters']
+__all__ = ['POOLINGS', 'encoder_block', 'AttentionPool', 'PointNet', 'count_parameters']
 
 # %% ../nbs/06_model.ipynb #2116fa0c
 def _pointwise_mlp(in_dim: int, widths: tuple, dropout: float) -> nn.Sequential:
@@ -40,6 +41,16 @@ def _head(in_dim: int, widths: tuple, n_classes: int, dropout: float) -> nn.Sequ
     return nn.Sequential(*layers)
 
 # %% ../nbs/06_model.ipynb #77c64179
+def encoder_block(blk: nn.TransformerEncoderLayer,  # a pre-norm (norm_first), batch-first, ReLU layer
+                  h: torch.Tensor,                   # (B, n, m) point features
+                 ) -> torch.Tensor:
+    "`blk(h)` computed batch-first with one fused attention call: h + attn(norm1(h)), then + ffn(norm2(·))."
+    a, (B, n, m) = blk.self_attn, h.shape
+    q, k, v = F.linear(blk.norm1(h), a.in_proj_weight, a.in_proj_bias).view(B, n, 3, a.num_heads, -1).permute(2, 0, 3, 1, 4)
+    o = F.scaled_dot_product_attention(q, k, v, dropout_p=a.dropout if blk.training else 0.0)   # (B, heads, n, m/heads)
+    h = h + blk.dropout1(a.out_proj(o.transpose(1, 2).reshape(B, n, m)))
+    return h + blk.dropout2(blk.linear2(blk.dropout(F.relu(blk.linear1(blk.norm2(h))))))
+
 class AttentionPool(nn.Module):
     "Self-attention blocks over the points, then a learned-query weighted sum: (B, n, m) → (B, m)."
     def __init__(self,
@@ -56,7 +67,7 @@ class AttentionPool(nn.Module):
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Pooled features (B, m) and the attention weights (B, n)."
         for blk in self.blocks:
-            h = blk(h)
+            h = encoder_block(blk, h)
         w = torch.softmax(self.score(h).squeeze(-1), dim=1)          # (B, n)
         return torch.einsum("bn,bnm->bm", w, h), w
 
