@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from deepknet_lit.model import PointNet, count_parameters
+from deepknet_lit.model import PointNet, count_parameters, encoder_block
 
 
 def _x(B=4, n=27, C=4, seed=0):
@@ -56,6 +56,22 @@ def test_paper_defaults_and_hyperparameters():
     att = PointNet(mlp=(16, 32), head=(16,), pooling="attention", attention_layers=4)
     assert len(att.pool.blocks) == 4
     assert PointNet.from_hparams(att.hparams).hparams == att.hparams
+
+
+def test_encoder_block_is_torchs_layer_with_its_gradients():
+    "The batch-first block gives torch's TransformerEncoderLayer output and the same parameter and input gradients."
+    torch.manual_seed(0)
+    blk = PointNet(mlp=(16, 32), head=(16,), pooling="attention", attention_heads=4).pool.blocks[0].train()
+    h = torch.randn(3, 27, 32, requires_grad=True)
+    grads = []
+    for f in (blk, lambda x: encoder_block(blk, x)):
+        blk.zero_grad(); h.grad = None
+        out = f(h)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([out.detach(), h.grad.clone()] + [p.grad.clone() for p in blk.parameters()])
+    assert len(grads[0]) == 2 + len(list(blk.parameters()))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
 
 
 def test_bad_arguments():
