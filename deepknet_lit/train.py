@@ -8,6 +8,7 @@ Docs: https://deepknet-lit.github.io/deepknet-lit/train.html.md"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -43,8 +44,8 @@ __all__ = ['FAST_MALLOC_ENV', 'LATER_FIELDS', 'TRAINING_VERSION', 'PROFILES', 'T
            'fast_malloc_active', 'ensure_fast_malloc', 'TrainConfig', 'load_config_file', 'make_config',
            'load_task_data', 'open_data', 'stratified_split', 'split_indices', 'train_subset', 'resolve_device',
            'build_model', 'build_optimizer', 'CheckpointError', 'load_checkpoint', 'load_model', 'fixed_encoding',
-           'regression_data', 'evaluate_rows', 'selection_score', 'train', 'trained_epochs', 'pack_run', 'unpack_run',
-           'main']
+           'regression_data', 'evaluate_rows', 'selection_score', 'subnormals_flushed', 'flush_subnormals', 'train',
+           'trained_epochs', 'pack_run', 'unpack_run', 'main']
 
 # %% ../nbs/07_train.ipynb #387a39e0
 FAST_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -548,6 +549,18 @@ def selection_score(metrics: dict) -> float:
     return metrics["roc_auc"] if math.isfinite(metrics["roc_auc"]) else metrics["accuracy"]
 
 # %% ../nbs/07_train.ipynb #e8aefa42
+def subnormals_flushed() -> bool:
+    "Whether this thread now flushes subnormal floats to zero: 10⁻³⁷ × 0.01 (a subnormal float32) comes out as 0."
+    return (torch.full((1,), 1e-37) * 1e-2).item() == 0.0
+
+@contextlib.contextmanager
+def flush_subnormals(on: bool = True):
+    "Within the block, flush subnormal floats to zero (when `on`; else leave them be); afterwards, the setting as it was."
+    was = subnormals_flushed()
+    if on: torch.set_flush_denormal(True)
+    try: yield
+    finally: torch.set_flush_denormal(was)
+
 def _start_process(config: TrainConfig) -> tuple[torch.device, int, int, int]:
     "(device, rank, world size, local rank): joins the torchrun process group when there is one, sets threads, warns on slow malloc."
     rank, world, local_rank = _dist_info()
@@ -559,8 +572,6 @@ def _start_process(config: TrainConfig) -> tuple[torch.device, int, int, int]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)   # subnormals take a slow path: up to 8× slower steps (see above)
     if device.type == "cpu" and not fast_malloc_active() and rank == 0:
         warnings.warn("training on CPU without " + " ".join(f"{k}={v}" for k, v in FAST_MALLOC_ENV.items())
                       + " (see ensure_fast_malloc); expect it to be several times slower")
@@ -616,7 +627,12 @@ def train(
 ) -> dict:
     "Train a PointNet; returns the metrics dict also written to out_dir/metrics.json."
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
-    out = Path(out_dir)
+    with flush_subnormals(resolve_device(config.device).type == "cpu"):  # up to 8× faster on a CPU (see above)
+        return _train(config, Path(out_dir), resume, progress, store, stop_after, deadline, on_epoch, task_data)
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, store, stop_after, deadline, on_epoch,
+           task_data) -> dict:
+    "The body of `train` (its arguments, in order)."
     device, rank, world, local_rank = _start_process(config)
     is_main = rank == 0
     if is_main: out.mkdir(parents=True, exist_ok=True)

@@ -222,11 +222,18 @@ def test_a_run_stopped_at_its_deadline_goes_on_elsewhere_as_if_never_stopped(tmp
     assert [h["loss"] for h in done["history"]] == [h["loss"] for h in whole["history"]]
 
 
-def test_cpu_training_flushes_subnormals():
-    "On a CPU, training computes with subnormal floats flushed to zero (they take a slow path on x86)."
-    tiny = torch.tensor([1e-39])                      # a float32 subnormal
-    T._start_process(T.make_config(device="cpu"))
-    assert (tiny * 1.0).item() == 0.0
-    torch.set_flush_denormal(False)
-    assert (tiny * 1.0).item() > 0.0                 # the check above can fail: without the flush the value survives
-    torch.set_flush_denormal(True)
+def test_cpu_training_flushes_subnormals_and_then_restores_ieee_arithmetic(tmp_path, npz):
+    "On a CPU, training computes with subnormal floats flushed to zero (they take a slow path on x86), and only then."
+    tiny_float = torch.tensor([1e-37]) * 1e-2          # a float32 subnormal
+    assert tiny_float.item() > 0.0 and not T.subnormals_flushed()
+    seen = []
+    T.train(tiny(store_path=str(npz), epochs=2), tmp_path / "run", progress=False,
+            on_epoch=lambda e, m, s: seen.append((torch.tensor([1e-37]) * 1e-2).item()))
+    assert seen == [0.0, 0.0]                          # flushed inside the training loop
+    assert (tiny_float * 1.0).item() > 0.0 and not T.subnormals_flushed()   # restored: later code sees IEEE-754 again
+    torch.set_flush_denormal(True)                     # a caller's own choice survives training too
+    try:
+        T.train(tiny(store_path=str(npz), epochs=1), tmp_path / "again", progress=False)
+        assert T.subnormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
