@@ -70,3 +70,33 @@ def test_the_book_in_a_real_browser(quick_book):
     assert found["pages"] >= 12 and found["internal_links"] >= 20, found
     for kind in ("console", "images", "links", "search", "plot"):
         assert found[kind] == [], f"{kind}: {found[kind][:5]}"
+
+
+HTML_TAGS = set("table thead tbody tfoot tr th td caption col colgroup style div span p a b i em strong br sup sub code".split())
+
+
+def raw_table_cells(html: str) -> list:
+    "Problems in one rendered table: tags HTML does not know (unescaped text such as `<idx>`) and True/False/None/nan cells."
+    import re
+    bad = [f"<{t}>" for t in re.findall(r"</?([A-Za-z_][\w-]*)", html) if t.lower() not in HTML_TAGS]
+    return bad + [c for c in re.findall(r"<td[^>]*>\s*([^<]*?)\s*</td>", html) if c in ("True", "False", "None", "nan")]
+
+
+def test_raw_table_cells_finds_what_it_looks_for():
+    assert raw_table_cells('<table><tr><td>data/<idx>.cif</td><td>True</td><td>0.5</td></tr></table>') == ["<idx>", "True"]
+    assert raw_table_cells('<table><tr><td>data/&lt;idx&gt;.cif</td><td>yes</td></tr></table>') == []
+
+
+@pytest.mark.slow
+@needs_mirror
+def test_chapter_tables_show_text_not_markup_or_python_values(quick_book):
+    "Every table a chapter renders escapes its text and says yes/no, not True/False/None/nan."
+    assert quick_book.returncode == 0, "the book did not build"
+    found = {}
+    for nb in (ROOT / "book" / "_build" / "src" / "chapters").glob("*.ipynb"):
+        for cell in json.loads(nb.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                html = "".join(out.get("data", {}).get("text/html", []))
+                if "<table" in html and "plotly" not in html and (bad := raw_table_cells(html)):
+                    found.setdefault(nb.stem, []).extend(bad)
+    assert not found, found
