@@ -721,6 +721,7 @@ def run_missing(profile: str = "full", log=print,
     baseline, a powder model's curves) only when its whole estimate does (an unknown one: not before a deadline)."""
     left = compute_left(profile)
     todo, failed = [(j, s) for j, s in zip(left.job, left.estimate_s) if matches(j, where)], 0
+    if not todo: log(f"nothing to compute: every job{f' matching {where}' if where else ''} of the {profile} plan has its result")
     for i, (job, estimate) in enumerate(todo):
         t0 = time.time()
         if deadline is not None and t0 >= deadline:

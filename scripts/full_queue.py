@@ -12,6 +12,7 @@ would overrun it and is carried over under book/results/<profile>/partial/runs/ 
 run of the queue that finds it resumes it, so a run longer than a session (self-attention pooling) still finishes."""
 import argparse, datetime, math, re, time
 
+import numpy as np
 import yaml
 
 from deepknet_lit.experiments import carried_runs, compute_left, matches, plan, run_missing
@@ -36,6 +37,11 @@ def until(s: str) -> float:
     return t
 
 
+def select(left, where: dict | None):
+    "The rows of `compute_left`'s table whose job matches `where`, columns kept even when no job is left."
+    return left.loc[np.array([matches(j, where) for j in left.job], dtype=bool)]
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="full"); p.add_argument("--dry-run", action="store_true")
@@ -48,16 +54,18 @@ if __name__ == "__main__":
     ensure_fast_malloc()
     if a.dry_run:
         left = compute_left(a.profile)
-        left = left[[matches(j, where) for j in left.job]]
+        left = select(left, where)
         print(f"{len(left)} of {len(plan(a.profile))} jobs missing" + (f" and matching {where}" if where else ""))
+        if not len(left): print("nothing to compute: every job" + (f" matching {where}" if where else "")
+                                + f" has its result under book/results/{a.profile}/")
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
             print(f"tier {r.tier} {took} min  {r.job}  ({r.basis})")  # what the estimate comes from
-        known = left.estimate_s.notna()
-        print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the committed runs' "
-              f"wall times, on the machines they ran on; pooling variants from benchmarks/results/pooling.json, jobs new to a task from their runs "
-              f"on the other tasks, rescaled); {(~known).sum()} jobs have no "
-              "estimate yet")
+        if len(left):
+            known = left.estimate_s.notna()
+            print(f"estimate: {left.estimate_s[known].sum() / 3600:.1f} h for {known.sum()} jobs (from the committed runs' "
+                  f"wall times, on the machines they ran on; pooling variants from benchmarks/results/pooling.json, jobs new "
+                  f"to a task from their runs on the other tasks, rescaled); {(~known).sum()} jobs have no estimate yet")
         if len(carried := carried_runs(a.profile)):
             print("carried over from an earlier run (resumed, not restarted; the estimates above are for whole runs):")
             print(carried.to_string(index=False))
