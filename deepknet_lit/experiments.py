@@ -719,8 +719,8 @@ def run_missing(profile: str = "full", log=print,
     it to move it), and the next run of the queue that finds it resumes it. A training starts only when one epoch (its
     estimate over the profile's epochs; an unknown estimate: any time) fits before `deadline`; any other job (a
     baseline, a powder model's curves) only when its whole estimate does (an unknown one: not before a deadline)."""
-    left = compute_left(profile)
-    todo, failed = [(j, s) for j, s in zip(left.job, left.estimate_s) if matches(j, where)], 0
+    left = compute_left(profile, where)
+    todo, failed = list(zip(left.job, left.estimate_s)), 0
     if not todo: log(f"nothing to compute: every job{f' matching {where}' if where else ''} of the {profile} plan has its result")
     for i, (job, estimate) in enumerate(todo):
         t0 = time.time()
@@ -780,9 +780,11 @@ def detection_models(job: dict) -> list:
 _COST_KEYS = ("kind", "task", "n", "model", "encoder", "pooling", "attention_layers", "mlp", "head", "epochs", "cell",
               "rotation")  # what sets a job's cost
 
-def compute_left(profile: str = "full") -> pd.DataFrame:
-    """The missing jobs of `profile` in the order the queue runs them (tier, then shortest estimate first, unknown last;
-    plan order among equals), with `tier` (`job_tier`), `estimate_s` (wall time as the committed runs took it; NaN: nothing
+def compute_left(profile: str = "full",
+                 where: dict | None = None,  # only the jobs with these key = value pairs (`matches`)
+                ) -> pd.DataFrame:
+    """The missing jobs of `profile` that match `where`, in the order the queue runs them (tier, then shortest estimate
+    first, unknown last; plan order among equals), with `tier` (`job_tier`), `estimate_s` (wall time as the committed runs took it; NaN: nothing
     comparable has run) and `basis` (what the estimate comes from)."""
     def sig(job, keep=None, drop=("seed",)):
         kept = {k: v for k, v in job.items() if k not in drop and (keep is None or k in keep)}
@@ -824,10 +826,9 @@ def compute_left(profile: str = "full") -> pd.DataFrame:
         for basis in _SCALED_BASES:  # the first basis any run supports; one estimate never mixes bases
             if same := [e for e, b in found if b == basis]: return float(np.median(same)), basis
         return math.nan, "none"
-    todo = [j for j, r in done if r is None]
-    est = [estimate(j) for j in todo]
-    left = pd.DataFrame({"job": todo, "tier": [job_tier(j) for j in todo], "estimate_s": [e for e, _ in est],
-                         "basis": [b for _, b in est]})
+    todo = [j for j, r in done if r is None]  # all of them: a detection job's estimate counts its missing powder models
+    rows = [(j, job_tier(j), *estimate(j)) for j in todo if matches(j, where)]
+    left = pd.DataFrame(rows, columns=["job", "tier", "estimate_s", "basis"])  # the columns even when no job is left
     return left.sort_values(["tier", "estimate_s"], na_position="last", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/12_experiments.ipynb #278ddbd7

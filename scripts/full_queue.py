@@ -12,10 +12,9 @@ would overrun it and is carried over under book/results/<profile>/partial/runs/ 
 run of the queue that finds it resumes it, so a run longer than a session (self-attention pooling) still finishes."""
 import argparse, datetime, math, re, time
 
-import numpy as np
 import yaml
 
-from deepknet_lit.experiments import carried_runs, compute_left, matches, plan, run_missing
+from deepknet_lit.experiments import carried_runs, compute_left, plan, run_missing
 from deepknet_lit.train import ensure_fast_malloc
 
 
@@ -37,11 +36,6 @@ def until(s: str) -> float:
     return t
 
 
-def select(left, where: dict | None):
-    "The rows of `compute_left`'s table whose job matches `where`, columns kept even when no job is left."
-    return left.loc[np.array([matches(j, where) for j in left.job], dtype=bool)]
-
-
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="full"); p.add_argument("--dry-run", action="store_true")
@@ -53,11 +47,8 @@ if __name__ == "__main__":
     where = dict(a.only) or None
     ensure_fast_malloc()
     if a.dry_run:
-        left = compute_left(a.profile)
-        left = select(left, where)
+        left = compute_left(a.profile, where)
         print(f"{len(left)} of {len(plan(a.profile))} jobs missing" + (f" and matching {where}" if where else ""))
-        if not len(left): print("nothing to compute: every job" + (f" matching {where}" if where else "")
-                                + f" has its result under book/results/{a.profile}/")
         for r in left.itertuples():
             took = "     ?" if math.isnan(r.estimate_s) else f"{r.estimate_s / 60:5.0f}"
             print(f"tier {r.tier} {took} min  {r.job}  ({r.basis})")  # what the estimate comes from

@@ -191,7 +191,7 @@ def test_the_queue_stops_by_its_deadline_and_reports_a_carried_training(monkeypa
             dict(kind="baseline", task="t", model="density", seed=0), dict(kind="pointnet", task="t", seed=1)]
     # seed 2: 10 epochs of 500 s, one more than the 400 s left; seed 3: no estimate (trains, carried over if need be)
     left = pd.DataFrame({"job": jobs, "tier": 1, "estimate_s": [60.0, 7200.0, 5000.0, math.nan, 1.0, 60.0], "basis": ""})
-    monkeypatch.setattr(ex, "compute_left", lambda profile: left)
+    monkeypatch.setattr(ex, "compute_left", lambda profile, where=None: left)
     ran, clock = [], {"now": 1000.0}
     def run_job(job, profile, deadline=None):
         ran.append((job.get("model") or job["seed"], deadline))
